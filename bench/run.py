@@ -1,0 +1,117 @@
+"""``make bench``: run every benchmark and write the figures into ``docs/benchmarks.md``.
+
+Each benchmark module has a ``main()`` returning a dict. Figures depend on the machine and on
+what else runs on it: compare ratios measured in one run (e.g. ingest vs the bare ceiling), not
+absolute numbers from different days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+DOC = HERE.parent / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{platform.machine()}, {cpus} cores{mem}, Python {platform.python_version()}"
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def ingest_section(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Ingest (issue #2)",
+        "",
+        "Signed ~3 KB `payment_intent.succeeded` events, a unique id each, posted by wrk "
+        "(2 threads, 32 connections) to `caisse serve` with 2 uvicorn workers (uvloop, httptools) "
+        "and no job worker, so only ingest is measured; medians of the runs. *Acked* counts 200 "
+        "answers; *stored* counts rows added (it may exceed acked by the requests in flight when "
+        "wrk stopped: nothing is acknowledged that is not stored).",
+        "",
+        "| target | events/s | p50 ms | p99 ms | acked | stored | errors | ratio to ceiling |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| bare Starlette (read body, answer 200) | {fmt(r['bare']['rate'])} | "
+        f"{fmt(r['bare']['p50'], 2)} | {fmt(r['bare']['p99'], 2)} | — | — | — | 1.00 |",
+    ]
+    for engine in ("sqlite", "postgresql"):
+        e = r.get(engine)
+        if not e:
+            continue
+        lines.append(
+            f"| caisse, {engine} | {fmt(e['rate'])} | {fmt(e['p50'], 2)} | {fmt(e['p99'], 2)} "
+            f"| {fmt(e['acked'])} | {fmt(e['stored'])} | {fmt(e['non2xx'])} | "
+            f"{e['ratio']:.2f} |")
+    return [*lines, ""]
+
+
+def generic_section(title: str, r: dict[str, Any]) -> list[str]:
+    return [f"## {title}", "", "```json", json.dumps(r, indent=2, default=str), "```", ""]
+
+
+BENCHES = [
+    ("ingest", "Ingest", ingest_section),
+    ("deliveries", "Partner deliveries (issue #3)", None),
+    ("invoices", "Invoices (issue #4)", None),
+]
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    sections: list[str] = []
+    failed = 0
+    for module_name, title, render in BENCHES:
+        if only and module_name not in only:
+            continue
+        if not (HERE / f"{module_name}.py").exists():
+            continue
+        print(f"== {title}", flush=True)
+        try:
+            result = importlib.import_module(module_name).main()
+        except Exception:
+            traceback.print_exc()
+            failed += 1
+            continue
+        print(json.dumps(result, indent=2, default=str), flush=True)
+        if render is not None:
+            sections += render(result)
+        elif isinstance(result, dict) and "markdown" in result:
+            sections += [f"## {title}", "", result["markdown"], ""]
+        else:
+            sections += generic_section(title, result)
+    head = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {dt.date.today().isoformat()}: {machine()}. The load "
+        "generator, the server and the database share the machine, as in "
+        "`shared/research/ingest-anchors.md`; compare ratios from one run, not absolute figures "
+        "from different days.",
+        "",
+    ]
+    DOC.write_text("\n".join(head + sections), encoding="utf-8")
+    print(f"wrote {DOC}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

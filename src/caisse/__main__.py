@@ -1,0 +1,3 @@
+from caisse.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Running caisse: serve, worker, migrate, reconcile, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+from caisse.cli.common import console, errors, out, runtime, settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port")] = 8000,
+        workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+        no_worker: Annotated[bool, typer.Option("--no-worker",
+                                                help="Run no in-process job worker")] = False,
+    ) -> None:
+        """Serve the API, the extranet and provider callbacks (with an in-process worker)."""
+        import os
+
+        import uvicorn
+
+        from caisse.logging import configure
+        from caisse.storage.migrate import upgrade
+
+        s = settings()
+        configure(s.log_level, json_format=s.log_json)
+        with errors():
+            upgrade(s.database_url)
+        if no_worker:
+            os.environ["CAISSE_NO_WORKER"] = "1"
+        console.print(f"[bold green]caisse[/] serving on http://{host}:{port} "
+                      f"({'SQLite' if s.is_sqlite else 'PostgreSQL'})")
+        uvicorn.run("caisse.web.asgi:app", host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False,
+                    # X-Forwarded-For is believed only from CAISSE_TRUSTED_PROXIES (uvicorn's
+                    # own default would trust 127.0.0.1).
+                    proxy_headers=bool(s.trusted_proxies),
+                    forwarded_allow_ips=",".join(s.trusted_proxies) or "")
+
+    @app.command()
+    def worker(
+        concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 32,
+    ) -> None:
+        """Run job workers only (scale-out: any number, on any machine, on PostgreSQL)."""
+        from caisse.jobs.worker import Worker
+        from caisse.logging import configure
+
+        with runtime() as rt:
+            configure(rt.settings.log_level, json_format=rt.settings.log_json)
+            console.print("[bold green]caisse worker[/] started; Ctrl-C to stop")
+
+            async def main() -> None:
+                stop = asyncio.Event()
+                await Worker(rt, concurrency=concurrency).run(stop)
+
+            try:
+                asyncio.run(main())
+            except KeyboardInterrupt:
+                console.print("worker stopped")
+
+    @app.command()
+    def migrate() -> None:
+        """Bring the database schema up to date."""
+        from caisse.storage.migrate import upgrade
+
+        s = settings()
+        with errors():
+            upgrade(s.database_url)
+        console.print("[green]Database schema is up to date.[/]")
+
+    @app.command()
+    def reconcile(
+        tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+        grace_minutes: Annotated[int, typer.Option(help="Leave younger orders alone")] = 10,
+    ) -> None:
+        """Repair orders whose provider events never arrived."""
+        from rich.progress import Progress
+
+        from caisse.reconcile import reconcile as run
+
+        with runtime() as rt, errors(), Progress(console=console, transient=True) as bar:
+            task = bar.add_task("Checking orders", total=None)
+            report = run(rt, tenant_id=tenant, grace=dt.timedelta(minutes=grace_minutes),
+                         progress=lambda _: bar.advance(task))
+        out.print(f"checked [bold]{report.checked}[/] orders, repaired "
+                  f"[bold green]{report.repaired}[/], errors [bold red]{len(report.errors)}[/]")
+        for err in report.errors:
+            console.print(f"  [red]•[/] {err}")
+
+    @app.command()
+    def demo(
+        data_dir: Annotated[str | None, typer.Option(help="Data folder (default: a new one)")]
+        = None,
+    ) -> None:
+        """Run the end-to-end demo on a fresh SQLite data folder."""
+        from caisse.demo import run_demo
+
+        raise typer.Exit(run_demo(data_dir))

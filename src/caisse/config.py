@@ -1,0 +1,195 @@
+"""Typed settings, read once from ``CAISSE_*`` variables (and a ``.env`` file) and passed down.
+
+Only ``create_app()`` and the CLI build a ``Settings``; nothing reads the environment at import
+time. Every variable is optional for the embedded default: SQLite in the data folder, an operator
+token and a master key generated into that folder on first start (mode 0600) and printed once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from caisse.errors import InvalidRequest
+
+FIREBASE_CERTS_URL = (
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+)
+DEFAULT_XSOLLA_API_BASE = "https://store.xsolla.com"
+
+
+class Secret:
+    """A string that does not show itself in ``repr``/``str`` (and so not in logs or tracebacks)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Create a file readable by its owner only, atomically, never widening an existing mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    admin_token: Secret
+    master_keys: tuple[Secret, ...]
+    public_url: str = "http://127.0.0.1:8000"
+    stripe_api_base: str | None = None
+    stripe_connect_client_id: str | None = None
+    stripe_connect_secret_keys: tuple[Secret, ...] = ()
+    stripe_connect_webhook_secrets: tuple[Secret, ...] = ()
+    xsolla_api_base: str = DEFAULT_XSOLLA_API_BASE
+    smtp_url: Secret | None = None
+    mail_from: str = "caisse <no-reply@localhost>"
+    firebase_certs_url: str = FIREBASE_CERTS_URL
+    allow_private_targets: bool = False
+    firebase_emulator: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    in_process_worker: bool = True
+    worker_poll_interval: float = 0.5
+    job_lease_seconds: float = 120.0
+    log_level: str = "INFO"
+    log_json: bool = True
+    generated: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(
+        cls, env: dict[str, str] | None = None, *, create_missing: bool = True
+    ) -> Settings:
+        """Build settings from the environment; generate the operator token and master key when
+        unset. ``generated`` names what was created now, so the CLI can print it exactly once."""
+        source = dict(os.environ if env is None else env)
+        dotenv = _read_dotenv(Path(source.get("CAISSE_ENV_FILE", ".env")))
+        merged = {**dotenv, **source}
+
+        def get(name: str) -> str | None:
+            value = merged.get(name)
+            return value if value not in (None, "") else None
+
+        data_dir = Path(get("CAISSE_DATA_DIR") or ".caisse").expanduser().resolve()
+        database_url = get("CAISSE_DATABASE_URL") or f"sqlite:///{data_dir / 'caisse.db'}"
+        database_url = normalize_database_url(database_url)
+        generated: list[str] = []
+
+        admin = get("CAISSE_ADMIN_TOKEN")
+        if admin is None:
+            admin, made = _load_or_create(data_dir / "admin_token", "cat_", create_missing)
+            if made:
+                generated.append("admin_token")
+        elif len(admin) < 16 or admin in {"changeme", "admin", "secret"}:
+            raise InvalidRequest("CAISSE_ADMIN_TOKEN is too short or a placeholder")
+
+        master = get("CAISSE_MASTER_KEY")
+        if master is None:
+            master, made = _load_or_create(data_dir / "master_key", "", create_missing, fernet=True)
+            if made:
+                generated.append("master_key")
+        # Several comma-separated keys allow rotation: the first encrypts, all decrypt.
+        master_keys = tuple(Secret(k.strip()) for k in master.split(",") if k.strip())
+
+        smtp = get("CAISSE_SMTP_URL")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            admin_token=Secret(admin),
+            master_keys=master_keys,
+            public_url=(get("CAISSE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            stripe_api_base=get("CAISSE_STRIPE_API_BASE"),
+            stripe_connect_client_id=get("CAISSE_STRIPE_CONNECT_CLIENT_ID"),
+            stripe_connect_secret_keys=_secrets(get("CAISSE_STRIPE_CONNECT_SECRET_KEY")),
+            stripe_connect_webhook_secrets=_secrets(get("CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET")),
+            xsolla_api_base=(get("CAISSE_XSOLLA_API_BASE") or DEFAULT_XSOLLA_API_BASE).rstrip("/"),
+            smtp_url=Secret(smtp) if smtp else None,
+            mail_from=get("CAISSE_MAIL_FROM") or "caisse <no-reply@localhost>",
+            firebase_certs_url=get("CAISSE_FIREBASE_CERTS_URL") or FIREBASE_CERTS_URL,
+            allow_private_targets=_bool(get("CAISSE_ALLOW_PRIVATE_TARGETS")),
+            firebase_emulator=_bool(get("CAISSE_FIREBASE_EMULATOR")),
+            trusted_proxies=tuple(
+                p.strip() for p in (get("CAISSE_TRUSTED_PROXIES") or "").split(",") if p.strip()
+            ),
+            in_process_worker=not _bool(get("CAISSE_NO_WORKER")),
+            worker_poll_interval=float(get("CAISSE_WORKER_POLL_INTERVAL") or 0.5),
+            job_lease_seconds=float(get("CAISSE_JOB_LEASE_SECONDS") or 120.0),
+            log_level=(get("CAISSE_LOG_LEVEL") or "INFO").upper(),
+            log_json=(get("CAISSE_LOG_FORMAT") or "json") == "json",
+            generated=tuple(generated),
+        )
+
+
+def _secrets(value: str | None) -> tuple[Secret, ...]:
+    """A comma-separated list of secrets (e.g. one test and one live key, or a rolled one)."""
+    return tuple(Secret(v.strip()) for v in (value or "").split(",") if v.strip())
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people paste (``postgres://``, ``postgresql://``) and use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _load_or_create(
+    path: Path, prefix: str, create: bool, *, fernet: bool = False
+) -> tuple[str, bool]:
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip(), False
+    if not create:
+        raise InvalidRequest(f"{path.name} is not set and does not exist in {path.parent}")
+    if fernet:
+        from cryptography.fernet import Fernet
+
+        value = Fernet.generate_key().decode()
+    else:
+        value = prefix + secrets.token_urlsafe(32)
+    try:
+        _write_private(path, value + "\n")
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text(encoding="utf-8").strip(), False
+    return value, True

@@ -1,0 +1,1 @@
+"""The merchant extranet: server-rendered pages under ``/ui`` (see ``routes.build``)."""

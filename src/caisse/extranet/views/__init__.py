@@ -1,0 +1,1 @@
+"""One module per extranet section; each exposes an ``APIRouter`` named ``router``."""

@@ -1,0 +1,1 @@
+"""Inbound provider webhooks: verify, store once, acknowledge; process later from a job."""

@@ -1,0 +1,235 @@
+"""Stripe ingest: verify on the raw bytes, bind to the tenant, store once, then acknowledge.
+
+The order of checks follows dj-stripe's (missing header → 400 before any lookup) and binds an
+event to its tenant three ways: the URL's tenant ↔ that tenant's secrets ↔ the event's
+``livemode`` (and ``account`` when the tenant is a connected account). The environment whose
+secret verifies the signature must be the one ``livemode`` names, so a test event can never
+enter the live world, nor one tenant's event another's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from caisse import ids
+from caisse.clock import Clock, from_timestamp
+from caisse.config import Secret
+from caisse.errors import InvalidRequest, NotFound, SignatureInvalid
+from caisse.intake.writer import IngestWriter
+from caisse.providers.stripe import signature
+from caisse.storage.db import Database
+from caisse.storage.inbound import encode_body
+from caisse.tenants.credentials import StripeSecretCache
+
+log = logging.getLogger("caisse.intake")
+
+MAX_BODY = 1024 * 1024
+CONNECT_ROUTE = "connect"
+"""``/callbacks/v1.0/stripe/connect``: the platform's Connect endpoint (no tenant is named so)."""
+KEPT_HEADERS = ("user-agent", "content-type", "stripe-signature", "x-forwarded-for")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    event_id: str
+    type: str
+    environment: str
+
+
+class ConnectRouting:
+    """The platform's Connect endpoint: one secret for every connected account's events, each
+    routed to the tenant its ``account`` is connected to, in the environment ``livemode``
+    names."""
+
+    def __init__(self, db: Database, secrets: Sequence[Secret]) -> None:
+        self._db = db
+        self.secrets = tuple(s.reveal() for s in secrets)
+
+    def tenant_for(self, account: str, environment: str) -> str | None:
+        from caisse.tenants.connect import connected_tenant
+
+        with self._db.read() as s:
+            return connected_tenant(s, account, environment)
+
+
+class StripeIngest:
+    def __init__(
+        self,
+        secrets: StripeSecretCache,
+        writer: IngestWriter,
+        clock: Clock,
+        *,
+        connect: ConnectRouting | None = None,
+    ) -> None:
+        self._secrets = secrets
+        self._writer = writer
+        self._clock = clock
+        self._connect = connect
+
+    async def receive(
+        self,
+        tenant_id: str,
+        body: bytes,
+        header: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        remote_addr: str | None = None,
+    ) -> Receipt:
+        if not header:
+            raise SignatureInvalid(signature.GENERIC_MESSAGE)
+        if len(body) > MAX_BODY:
+            from caisse.errors import PayloadTooLarge
+
+            raise PayloadTooLarge("The event body is larger than 1 MiB")
+        if tenant_id == CONNECT_ROUTE:
+            return await self._receive_connect(body, header, headers, remote_addr)
+        known = self._secrets.get(tenant_id)
+        if not known.tenant_exists:
+            raise NotFound("No such tenant")
+        now = int(self._clock.now().timestamp())
+        environment = self._verify(known.webhook_secrets, body, header, now)
+        if environment is None:
+            # Maybe a secret was just added (in another process): look once more, then refuse.
+            known = self._secrets.get(tenant_id, refresh=True)
+            environment = self._verify(known.webhook_secrets, body, header, now)
+        if environment is None:
+            log.info(
+                "stripe signature refused",
+                extra={"action": "intake.signature_refused", "tenant_id": tenant_id},
+            )
+            raise SignatureInvalid(signature.GENERIC_MESSAGE)
+
+        event = _parse_event(body)
+        if bool(event["livemode"]) != (environment == "live"):
+            raise SignatureInvalid(signature.GENERIC_MESSAGE)
+        expected_account = known.account_ids.get(environment)
+        account = event.get("account")
+        if account is not None and expected_account and account != expected_account:
+            raise SignatureInvalid(signature.GENERIC_MESSAGE)
+
+        row = event_row(
+            tenant_id,
+            environment,
+            event,
+            body,
+            now=self._clock.now(),
+            headers=headers,
+            remote_addr=remote_addr,
+        )
+        await self._writer.submit(row)
+        return Receipt(event["id"], event["type"], environment)
+
+    async def _receive_connect(
+        self, body: bytes, header: str, headers: dict[str, str] | None, remote_addr: str | None
+    ) -> Receipt:
+        if self._connect is None or not self._connect.secrets:
+            raise NotFound("No Stripe Connect endpoint is configured")
+        now = int(self._clock.now().timestamp())
+        signature.verify(body, header, self._connect.secrets, now=now)
+        event = _parse_event(body)
+        environment = "live" if event["livemode"] else "test"
+        account = event.get("account")
+        tenant_id = (
+            self._connect.tenant_for(account, environment) if isinstance(account, str) else None
+        )
+        if tenant_id is None:
+            # Not (or no longer) connected here: acknowledged so Stripe stops, nothing stored.
+            log.info(
+                "connect event for no tenant",
+                extra={"action": "intake.connect_unrouted", "account": account},
+            )
+            return Receipt(event["id"], event["type"], environment)
+        row = event_row(
+            tenant_id,
+            environment,
+            event,
+            body,
+            now=self._clock.now(),
+            headers=headers,
+            remote_addr=remote_addr,
+        )
+        await self._writer.submit(row)
+        return Receipt(event["id"], event["type"], environment)
+
+    @staticmethod
+    def _verify(
+        secrets: dict[str, tuple[str, ...]], body: bytes, header: str, now: int
+    ) -> str | None:
+        for env in ("live", "test"):
+            keys = secrets.get(env)
+            if not keys:
+                continue
+            try:
+                signature.verify(body, header, keys, now=now)
+            except SignatureInvalid:
+                continue
+            return env
+        return None
+
+
+def event_row(
+    tenant_id: str,
+    environment: str,
+    event: dict[str, Any],
+    body: bytes,
+    *,
+    now: dt.datetime,
+    headers: dict[str, str] | None = None,
+    remote_addr: str | None = None,
+) -> dict[str, Any]:
+    """The ``inbound_events`` row of a verified event (also its own processing job)."""
+    created = event.get("created")
+    account = event.get("account")
+    kept = {k: v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
+    body_stored, encoding = encode_body(body)
+    return {
+        "id": ids.new_id("event"),
+        "tenant_id": tenant_id,
+        "environment": environment,
+        "provider": "stripe",
+        "provider_event_id": event["id"],
+        "type": event["type"],
+        "provider_account_id": account if isinstance(account, str) else None,
+        "provider_created_at": from_timestamp(created) if isinstance(created, int) else None,
+        "body": body_stored,
+        "body_encoding": encoding,
+        "headers": kept,
+        "remote_addr": remote_addr,
+        "status": "pending",
+        "attempts": 0,
+        "run_at": now,
+        "received_at": now,
+    }
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """A snapshot event's JSON, checked for the fields caisse relies on."""
+    return _parse_event(body)
+
+
+def _parse_event(body: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise InvalidRequest("The body is not JSON") from None
+    if not isinstance(event, dict):
+        raise InvalidRequest("The body is not a Stripe event")
+    if event.get("object") == "v2.core.event":
+        raise InvalidRequest(
+            "Thin (v2) events are not accepted on this endpoint; send snapshot events"
+        )
+    eid, etype = event.get("id"), event.get("type")
+    if event.get("object") != "event" or not isinstance(eid, str) or not eid.startswith("evt_"):
+        raise InvalidRequest("The body is not a Stripe event")
+    if not isinstance(etype, str) or not etype or len(etype) > 100 or len(eid) > 100:
+        raise InvalidRequest("The body is not a Stripe event")
+    if not isinstance(event.get("livemode"), bool):
+        raise InvalidRequest("The event has no livemode")
+    if not isinstance((event.get("data") or {}).get("object"), dict):
+        raise InvalidRequest("The event has no data.object")
+    return event

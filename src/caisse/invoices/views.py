@@ -1,0 +1,106 @@
+"""The JSON shapes of invoices, credit notes and e-mails (API, order view, partner messages)."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
+
+from caisse.storage import models as m
+
+
+def _ts(value: Any) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def _party(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "logo"}
+
+
+def invoice_summary(row: m.Invoice) -> dict[str, Any]:
+    """The short form shown on an order."""
+    return {
+        "id": row.id,
+        "object": "invoice",
+        "kind": row.kind,
+        "number": row.number,
+        "status": row.status,
+        "issue_date": row.issue_date.isoformat(),
+        "amount_gross": row.amount_gross,
+        "currency": row.currency,
+        "pdf_url": f"/v1/invoices/{row.id}/pdf" if row.pdf_sha256 else None,
+    }
+
+
+def invoice_view(row: m.Invoice) -> dict[str, Any]:
+    snap = row.snapshot
+    return {
+        **invoice_summary(row),
+        "livemode": row.environment == "live",
+        "order_id": row.order_id,
+        "related_invoice": row.related_invoice_id,
+        "related_invoice_number": snap.get("related_invoice_number"),
+        "seller": _party(snap["seller"]),
+        "buyer": _party(snap["buyer"]),
+        "lines": snap["lines"],
+        "amount_net": row.amount_net,
+        "amount_tax": row.amount_tax,
+        "vat": snap.get("vat", []),
+        "payment_date": snap.get("payment_date"),
+        "payment_method": snap.get("payment_method"),
+        "order_reference": snap.get("order_reference"),
+        "language": row.language,
+        "facturx": row.facturx,
+        "pdf_sha256": row.pdf_sha256,
+        "pdf_size": row.pdf_size,
+        "created": _ts(row.created_at),
+        "issued": _ts(row.issued_at),
+    }
+
+
+def order_documents(session: Session, order_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
+    """``(invoice summary or None, [credit note summaries])`` for ``order_view``."""
+    rows = session.scalars(
+        select(m.Invoice)
+        .where(m.Invoice.order_id == order_id)
+        .order_by(m.Invoice.id)
+        .options(defer(m.Invoice.pdf))
+    ).all()
+    invoice = next((invoice_summary(r) for r in rows if r.kind == "invoice"), None)
+    return invoice, [invoice_summary(r) for r in rows if r.kind == "credit_note"]
+
+
+def email_view(row: m.Email) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": row.id,
+        "object": "email",
+        "livemode": row.environment == "live",
+        "invoice_id": row.invoice_id,
+        "order_id": row.order_id,
+        "to": row.recipient,
+        "from": row.sender,
+        "subject": row.subject,
+        "status": row.status,
+        "attempts": row.attempts,
+        "error": row.error,
+        "message_id": row.message_id,
+        "created": _ts(row.created_at),
+        "sent": _ts(row.sent_at),
+        "text": None,
+        "attachments": [],
+    }
+    if row.raw:
+        message = message_from_bytes(row.raw, policy=policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        view["text"] = body.get_content() if body is not None else None
+        view["attachments"] = [
+            {
+                "filename": part.get_filename(),
+                "content_type": part.get_content_type(),
+                "size": len(part.get_payload(decode=True) or b""),
+            }
+            for part in message.iter_attachments()
+        ]
+    return view

@@ -1,0 +1,1 @@
+"""Background jobs: a handler registry and the worker that runs claimed jobs."""

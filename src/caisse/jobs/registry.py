@@ -1,0 +1,79 @@
+"""Job kinds and their handlers.
+
+A handler receives a ``JobContext``. Handlers whose effects are in the database call
+``ctx.complete(session)`` inside their own transaction, so the effect and the job's completion
+commit together (exactly-once effect on top of at-least-once delivery). Handlers doing outside
+I/O (HTTP, SMTP) may be ``async`` and leave completion to the worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from caisse.storage import jobs as jobstore
+from caisse.storage.jobs import ClaimedJob
+
+if TYPE_CHECKING:
+    from caisse.runtime import Runtime
+
+
+@dataclass
+class JobContext:
+    rt: Runtime
+    job: ClaimedJob
+    worker_id: str
+    completed: bool = False
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    def complete(self, session: Session) -> None:
+        jobstore.complete(session, self.job.id, self.worker_id, now=self.rt.clock.now())
+        self.completed = True
+
+    def reschedule(self, session: Session, run_at: dt.datetime, *, postpone: bool = False) -> None:
+        """Run this job again at ``run_at`` (in the handler's transaction); the worker then
+        neither completes nor fails it. ``postpone``: this run did nothing, so it does not
+        count as a run (``job.attempts`` keeps telling how many runs ended without outcome)."""
+        jobstore.reschedule(
+            session,
+            self.job.id,
+            self.worker_id,
+            run_at=run_at,
+            now=self.rt.clock.now(),
+            attempts=max(self.job.attempts - 1, 0) if postpone else 0,
+        )
+        self.completed = True
+
+
+Handler = Callable[[JobContext], "Awaitable[None] | None"]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def get(kind: str) -> Handler | None:
+    return _HANDLERS.get(kind)
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(sorted(_HANDLERS))
+
+
+def load_all() -> None:
+    """Import every module that registers handlers (explicit, so nothing hides in imports)."""
+    import caisse.delivery.worker
+    import caisse.invoices.jobs
+    import caisse.reconcile  # noqa: F401

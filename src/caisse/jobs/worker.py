@@ -1,0 +1,193 @@
+"""The worker: claims jobs in batches and runs them with bounded concurrency.
+
+Failed jobs are retried with capped exponential backoff (1 s, 2 s, 4 s … 10 min, ±20 %
+jitter) and their error kept on the row; after ``max_attempts`` they are parked as ``dead`` and
+shown to the operator, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import inspect
+import logging
+import os
+import random
+import socket
+import traceback
+from collections.abc import Coroutine
+from typing import Any
+
+from caisse.intake import processing
+from caisse.jobs import registry
+from caisse.jobs.registry import JobContext
+from caisse.runtime import Runtime, threadsafe_waker
+from caisse.storage import inbound
+from caisse.storage import jobs as jobstore
+from caisse.storage.jobs import ClaimedJob
+
+log = logging.getLogger("caisse.worker")
+
+
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    base = min(2.0 ** max(attempts - 1, 0), 600.0)
+    return base * (rng or random).uniform(0.8, 1.2)
+
+
+class Worker:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        worker_id: str | None = None,
+        batch: int = 50,
+        concurrency: int = 32,
+        kinds: tuple[str, ...] | None = None,
+    ) -> None:
+        registry.load_all()
+        self.rt = rt
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.batch = batch
+        self.kinds = kinds
+        self.concurrency = concurrency
+        self._sem = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+
+    async def _claim(self, want: int) -> list[Coroutine[Any, Any, None]]:
+        """Lease up to ``want`` inbound events and up to ``want`` jobs in one transaction;
+        returns the work to run (the semaphore bounds how much runs at once)."""
+        now = self.rt.clock.now()
+
+        def claim() -> tuple[list[str], list[ClaimedJob]]:
+            with self.rt.db.write() as s:
+                events = inbound.claim(s, self.worker_id, now=now, limit=want)
+                jobs = jobstore.claim(
+                    s,
+                    self.worker_id,
+                    now=now,
+                    limit=want,
+                    kinds=self.kinds,
+                    lease_seconds=self.rt.settings.job_lease_seconds,
+                )
+                return events, jobs
+
+        events, jobs = await asyncio.to_thread(claim)
+        return [*(self._process(e) for e in events), *(self._run(j) for j in jobs)]
+
+    async def run_once(self) -> int:
+        """Claim one batch and run it to the end; returns how many items were run."""
+        work = await self._claim(self.batch)
+        if work:
+            await asyncio.gather(*work)
+        return len(work)
+
+    async def _process(self, event_id: str) -> None:
+        async with self._sem:
+            await asyncio.to_thread(
+                processing.process_claimed,
+                self.rt.db,
+                self.rt.clock,
+                event_id,
+                self.worker_id,
+                backoff_seconds,
+            )
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Run until no job is ready (tests, the demo, ``caisse reconcile``)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run jobs until ``stop``; jobs run as tasks and the loop claims again as
+        soon as a slot frees, so a slow job (a partner taking 10 s) never holds up the others."""
+        loop = asyncio.get_running_loop()
+        waker = threadsafe_waker(loop, self._wake)
+        self.rt.wakeups.append(waker)
+        tasks: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._wake.set()  # a slot is free, and the job may have enqueued others
+
+        log.info("worker started", extra={"action": "worker.start", "worker": self.worker_id})
+        try:  # the periodic reconciliation job (one row, whichever worker starts first)
+            from caisse.reconcile import schedule
+
+            await asyncio.to_thread(schedule, self.rt)
+        except Exception:
+            log.exception("reconcile not scheduled", extra={"action": "worker.schedule_failed"})
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                want = min(self.batch, self.concurrency - len(tasks))
+                claimed: list[Coroutine[Any, Any, None]] = []
+                # A claim is a write transaction: wait for a few free slots rather than
+                # claiming one job per finished one, unless the worker is idle.
+                if want >= max(1, self.concurrency // 4) or (want > 0 and not tasks):
+                    try:
+                        claimed = await self._claim(want)
+                    except Exception:  # the database may be down: keep the loop alive
+                        log.exception("worker poll failed", extra={"action": "worker.poll_failed"})
+                for work in claimed:
+                    task = asyncio.create_task(work)
+                    tasks.add(task)
+                    task.add_done_callback(finished)
+                if claimed and len(claimed) >= want and len(tasks) < self.concurrency:
+                    continue  # a full batch and room left: more may be ready
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self.rt.settings.worker_poll_interval
+                    )
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self.rt.wakeups.remove(waker)
+
+    async def _run(self, job: ClaimedJob) -> None:
+        async with self._sem:
+            handler = registry.get(job.kind)
+            ctx = JobContext(self.rt, job, self.worker_id)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for job kind {job.kind!r}")
+                if inspect.iscoroutinefunction(handler):
+                    await handler(ctx)
+                else:
+                    await asyncio.to_thread(handler, ctx)
+                if not ctx.completed:
+                    await asyncio.to_thread(self._complete, job)
+            except Exception as exc:  # any failure is recorded on the job row and retried
+                await asyncio.to_thread(self._fail, job, exc)
+
+    def _complete(self, job: ClaimedJob) -> None:
+        with self.rt.db.write() as s:
+            jobstore.complete(s, job.id, self.worker_id, now=self.rt.clock.now())
+
+    def _fail(self, job: ClaimedJob, exc: BaseException) -> None:
+        now = self.rt.clock.now()
+        retry_at: dt.datetime | None = None
+        if job.attempts < job.max_attempts:
+            retry_at = now + dt.timedelta(seconds=backoff_seconds(job.attempts))
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        log.warning(
+            "job failed",
+            extra={
+                "action": "job.failed",
+                "job_id": job.id,
+                "kind": job.kind,
+                "attempts": job.attempts,
+                "error": detail[:500],
+                "dead": retry_at is None,
+            },
+        )
+        try:
+            with self.rt.db.write() as s:
+                jobstore.fail(s, job.id, self.worker_id, error=detail, now=now, retry_at=retry_at)
+        except Exception:  # the lease will expire and the job be retried anyway
+            log.exception("could not record job failure", extra={"action": "job.fail_record"})

@@ -1,0 +1,1 @@
+"""Orders as the API and partners see them: creation, reading, listing."""

@@ -1,0 +1,56 @@
+"""Partner messages, written in the transaction of the change they report (the outbox).
+
+Each message is stored once per order change; ``SINKS`` are called in the same transaction so
+that delivery can fan a message out to the matching endpoints of the order's environment
+without a second, separable step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from caisse import ids
+from caisse.storage import models as m
+
+Sink = Callable[[Session, m.Message, dt.datetime], None]
+SINKS: list[Sink] = []
+
+
+def record(
+    session: Session,
+    *,
+    tenant_id: str,
+    environment: str,
+    type: str,
+    data: dict[str, Any],
+    order_id: str | None,
+    now: dt.datetime,
+) -> m.Message:
+    msg_id = ids.new_id("message")
+    payload = {"type": type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data}
+    message = m.Message(
+        id=msg_id,
+        tenant_id=tenant_id,
+        environment=environment,
+        type=type,
+        order_id=order_id,
+        payload=payload,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    _load_sinks()
+    for sink in SINKS:
+        sink(session, message, now)
+    return message
+
+
+def _load_sinks() -> None:
+    # Imported lazily (delivery imports this module): every process that records messages
+    # fans them out, whichever entry point (worker, reconcile, API) it came through.
+    import caisse.delivery.outbox
+    import caisse.invoices.sink  # noqa: F401

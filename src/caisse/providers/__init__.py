@@ -1,0 +1,1 @@
+"""Payment provider adapters: each turns a provider's API and webhooks into domain commands."""

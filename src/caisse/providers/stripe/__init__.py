@@ -1,0 +1,1 @@
+"""The Stripe adapter: webhook signature policy, subscribed event catalogue and event simulator."""

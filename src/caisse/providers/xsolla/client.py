@@ -1,0 +1,404 @@
+"""Calls caisse makes to Xsolla's Store API (Shop Builder / Catalog API 2.0.0).
+
+- ``POST {base}/api/v3/project/{project_id}/admin/payment/token`` with HTTP Basic
+  ``project_id:api_key`` creates an order and its Pay Station token; success is ``201
+  {"token", "order_id"}`` (any 2xx is accepted, as Xsolla's samples do). Xsolla needs either
+  ``user.country.value`` or an ``X-User-Ip`` header to pick the currency, else 422 / 1102.
+- ``POST {base}/api/v3/project/{project_id}/admin/order/search`` (Basic auth) lists orders by
+  creation date, for reconciliation of webhooks that never came.
+- ``GET {base}/api/v2/project/{project_id}/order/{order_id}`` is a client-side call authorised by
+  the order's Pay Station token (``Bearer``); there is no Basic-auth "get order" in the API.
+
+Sources: https://developers.xsolla.com/api/igs-bb/operation/admin-create-payment-token/ ,
+https://xsolla.redocly.app/api/shop-builder/order/admin-order-search.md ,
+https://developers.xsolla.com/api/igs-bb/operation/get-order/ .
+
+Errors are translated here and nowhere else: an Xsolla 4xx raises :class:`XsollaRejected` (a
+:class:`~caisse.errors.ProviderRejected` carrying Xsolla's HTTP status and ``errorCode``), a 5xx or
+a network failure :class:`~caisse.errors.ProviderUnavailable`, a timeout
+:class:`~caisse.errors.ProviderTimeout`, and a 2xx answer that is not what the API documents a
+plain :class:`~caisse.errors.ProviderError`. The API key is never logged, never put in a message,
+and httpx exceptions are not chained (their request objects carry the ``Authorization`` header).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, TypeGuard
+from urllib.parse import urlencode
+
+import httpx
+
+from caisse.errors import (
+    InvalidRequest,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+API_VERSION: Final = "2.0.0"
+DEFAULT_TIMEOUT: Final = 10.0
+_PROJECT_RE = re.compile(r"[0-9]{1,12}")
+_MAX_MESSAGE = 200
+
+
+class XsollaRejected(ProviderRejected):
+    """Xsolla answered 4xx; ``status_code`` and Xsolla's numeric ``error_code`` say why."""
+
+    def __init__(self, message: str, *, status_code: int, error_code: int | None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    """A Pay Station token and the Xsolla order it pays for (webhooks carry ``order.id``)."""
+
+    token: str
+    xsolla_order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    amount: Decimal
+    amount_without_discount: Decimal | None
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """One row of the admin order search."""
+
+    order_id: int
+    project_id: int | None
+    status: str
+    mode: str | None
+    date_created: dt.datetime | None
+    invoice_id: str | None
+    is_free: bool
+    price: Price | None
+
+    @property
+    def sandbox(self) -> bool:
+        return self.mode == "sandbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSearchPage:
+    orders: tuple[OrderSummary, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    quantity: int
+    is_free: bool
+    price: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetails:
+    """The client-side view of one order: ``new``/``paid``/``done``/``canceled``."""
+
+    order_id: int
+    status: str
+    price: Price | None
+    is_free: bool
+    items: tuple[OrderLine, ...]
+
+
+class XsollaClient:
+    """Async client for the Xsolla Store calls caisse needs; one instance per process."""
+
+    def __init__(
+        self,
+        api_base: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._base = api_base.rstrip("/")
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient()
+        self._timeout = httpx.Timeout(timeout)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._own_http:
+            await self._http.aclose()
+
+    async def create_payment_token(
+        self,
+        project_id: int | str,
+        api_key: str,
+        *,
+        user_id: str,
+        sku: str,
+        quantity: int = 1,
+        sandbox: bool,
+        external_id: str,
+        user_email: str | None = None,
+        return_url: str | None = None,
+        currency: str | None = None,
+        user_ip: str | None = None,
+        country: str | None = None,
+        language: str | None = None,
+        custom_parameters: Mapping[str, str | int | bool] | None = None,
+    ) -> TokenResult:
+        """Create an Xsolla order for one catalogue SKU and return its Pay Station token.
+
+        ``external_id`` (our order id) goes into ``settings.external_id`` and comes back in the
+        payment's ``transaction.external_id``. ``sandbox`` is a server setting, never the
+        client's choice. Pass ``user_ip`` (sent as ``X-User-Ip``) or ``country``.
+        """
+        project = _project(project_id)
+        user: dict[str, Any] = {"id": {"value": user_id}}
+        if user_email:
+            user["email"] = {"value": user_email}
+        if country:
+            user["country"] = {"value": country.upper(), "allow_modify": False}
+        settings: dict[str, Any] = {"external_id": external_id}
+        if currency:
+            settings["currency"] = currency.upper()
+        if return_url:
+            settings["return_url"] = return_url
+        if language:
+            settings["language"] = language.lower()
+        body: dict[str, Any] = {
+            "user": user,
+            "purchase": {"items": [{"sku": sku, "quantity": quantity}]},
+            "sandbox": bool(sandbox),
+            "settings": settings,
+        }
+        if custom_parameters:
+            body["custom_parameters"] = dict(custom_parameters)
+        headers = {"Authorization": _basic(project, api_key)}
+        if user_ip:
+            headers["X-User-Ip"] = user_ip
+        url = f"{self._base}/api/v3/project/{project}/admin/payment/token"
+        doc = await self._call("POST", url, json_body=body, headers=headers, secret=api_key)
+        token = doc.get("token")
+        order_id = doc.get("order_id")
+        if not isinstance(token, str) or not token or not _is_int(order_id):
+            raise ProviderError("Xsolla returned a malformed payment token answer")
+        return TokenResult(token=token, xsolla_order_id=int(order_id))
+
+    async def search_orders(
+        self,
+        project_id: int | str,
+        api_key: str,
+        *,
+        created_from: dt.datetime | None = None,
+        created_until: dt.datetime | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> OrderSearchPage:
+        """One page of the project's orders created in a period (admin, Basic auth)."""
+        project = _project(project_id)
+        body: dict[str, Any] = {"limit": limit, "offset": offset}
+        if created_from is not None:
+            body["created_date_from"] = _iso(created_from)
+        if created_until is not None:
+            body["created_date_until"] = _iso(created_until)
+        url = f"{self._base}/api/v3/project/{project}/admin/order/search"
+        headers = {"Authorization": _basic(project, api_key)}
+        doc = await self._call("POST", url, json_body=body, headers=headers, secret=api_key)
+        rows = doc.get("orders")
+        if not isinstance(rows, list):
+            raise ProviderError("Xsolla returned a malformed order search answer")
+        return OrderSearchPage(
+            orders=tuple(_summary(row) for row in rows), has_more=doc.get("has_more") is True
+        )
+
+    async def get_order(self, project_id: int | str, order_id: int, *, token: str) -> OrderDetails:
+        """An order's status, authorised by its Pay Station token (valid 24 h by default)."""
+        project = _project(project_id)
+        if not _is_int(order_id):
+            raise InvalidRequest("Xsolla order ids are integers", param="order_id")
+        url = f"{self._base}/api/v2/project/{project}/order/{int(order_id)}"
+        headers = {"Authorization": f"Bearer {token}"}
+        doc = await self._call("GET", url, json_body=None, headers=headers, secret=token)
+        content = doc.get("content")
+        content = content if isinstance(content, dict) else {}
+        lines = content.get("items")
+        status = doc.get("status")
+        if not _is_int(doc.get("order_id")) or not isinstance(status, str):
+            raise ProviderError("Xsolla returned a malformed order answer")
+        return OrderDetails(
+            order_id=int(doc["order_id"]),
+            status=status,
+            price=_price(content.get("price")),
+            is_free=content.get("is_free") is True,
+            items=tuple(_line(x) for x in lines if isinstance(x, dict))
+            if isinstance(lines, list)
+            else (),
+        )
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any,
+        headers: dict[str, str],
+        secret: str,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=json_body,
+                headers={"Accept": "application/json", **headers},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException:
+            raise ProviderTimeout("Xsolla did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(
+                f"Xsolla could not be reached ({type(exc).__name__})"
+            ) from None
+        status = response.status_code
+        if status >= 500:
+            raise ProviderUnavailable(f"Xsolla answered HTTP {status}")
+        if status >= 400:
+            code, text = _error_details(response)
+            detail = f": {_scrub(text, secret, headers)}" if text else ""
+            suffix = f", error {code}" if code is not None else ""
+            raise XsollaRejected(
+                f"Xsolla refused the request (HTTP {status}{suffix}){detail}",
+                status_code=status,
+                error_code=code,
+            )
+        if status < 200 or status >= 300:
+            raise ProviderError(f"Xsolla answered an unexpected HTTP {status}")
+        try:
+            doc = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ProviderError("Xsolla returned a body that is not JSON") from None
+        if not isinstance(doc, dict):
+            raise ProviderError("Xsolla returned a JSON body that is not an object")
+        return doc
+
+
+def _project(project_id: int | str) -> str:
+    value = str(project_id).strip()
+    if isinstance(project_id, bool) or not _PROJECT_RE.fullmatch(value):
+        raise InvalidRequest("Xsolla project ids are integers", param="project_id")
+    return value
+
+
+def _basic(project: str, api_key: str) -> str:
+    if not api_key:
+        raise InvalidRequest("The Xsolla API key is not configured", param="api_key")
+    raw = f"{project}:{api_key}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware UTC datetime")
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _error_details(response: httpx.Response) -> tuple[int | None, str]:
+    """Xsolla errors look like ``{statusCode, errorCode, errorMessage, transactionId?}``."""
+    try:
+        doc = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, ""
+    if not isinstance(doc, dict):
+        return None, ""
+    code = doc.get("errorCode")
+    message = doc.get("errorMessage")
+    return (
+        int(code) if _is_int(code) else None,
+        message if isinstance(message, str) else "",
+    )
+
+
+def _scrub(text: str, secret: str, headers: Mapping[str, str]) -> str:
+    """Never let a credential reach an error message, even if Xsolla echoes one."""
+    for value in (secret, *headers.values()):
+        if value:
+            text = text.replace(value, "***")
+            text = text.replace(value.split(" ", 1)[-1], "***")
+    return text[:_MAX_MESSAGE]
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+def _price(raw: Any) -> Price | None:
+    if not isinstance(raw, dict):
+        return None
+    amount = _dec(raw.get("amount"))
+    if amount is None:
+        return None
+    currency = raw.get("currency")
+    return Price(
+        amount=amount,
+        amount_without_discount=_dec(raw.get("amount_without_discount")),
+        currency=currency if isinstance(currency, str) else None,
+    )
+
+
+def _when(raw: Any) -> dt.datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _summary(row: Any) -> OrderSummary:
+    if not isinstance(row, dict) or not _is_int(row.get("order_id")):
+        raise ProviderError("Xsolla returned a malformed order in a search answer")
+    invoice = row.get("invoice_id")
+    return OrderSummary(
+        order_id=int(row["order_id"]),
+        project_id=int(row["project_id"]) if _is_int(row.get("project_id")) else None,
+        status=str(row.get("status") or ""),
+        mode=row.get("mode") if isinstance(row.get("mode"), str) else None,
+        date_created=_when(row.get("date_created")),
+        invoice_id=str(invoice) if invoice not in (None, "") else None,
+        is_free=row.get("is_free") is True,
+        price=_price(row.get("price")),
+    )
+
+
+def _line(raw: dict[str, Any]) -> OrderLine:
+    quantity = raw.get("quantity")
+    return OrderLine(
+        sku=str(raw.get("sku") or ""),
+        quantity=int(quantity) if _is_int(quantity) else 0,
+        is_free=raw.get("is_free") is True,
+        price=_price(raw.get("price")),
+    )
+
+
+def paystation_url(token: str, *, sandbox: bool) -> str:
+    """Where the buyer pays: Pay Station 4, sandbox or production, for a payment token."""
+    host = "sandbox-secure.xsolla.com" if sandbox else "secure.xsolla.com"
+    return f"https://{host}/paystation4/?{urlencode({'token': token})}"

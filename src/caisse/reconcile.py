@@ -1,0 +1,273 @@
+"""Repair orders whose provider events never arrived (buyer left, connection dropped, endpoint
+down), in two passes per tenant and environment:
+
+1. **Events catch-up.** List the Stripe events created after the tenant's cursor (with a few
+   minutes of overlap, since events of one second may be listed late; never further back than
+   Stripe's 30 days) and feed them through the normal ingest path: the same ``inbound_events``
+   rows webhooks make, deduplicated by event id, so an event that also arrives (or arrived) by
+   webhook has its effect once. They come from the API with the merchant's key, so there is no
+   signature to check; ``livemode`` must still match the environment.
+2. **Waiting orders.** Fetch the PaymentIntent of every order still open, requiring action,
+   processing or partially paid after a grace period, and apply it through the same state
+   machine. A fresh API read is the newest truth, so it is applied as observed now.
+
+Every Stripe call takes a token from the tenant's ``RateLimiter`` bucket. The periodic job
+``reconcile`` runs both passes every ``INTERVAL`` (the worker enqueues it at start).
+
+Xsolla orders are not reconciled here yet (see docs/stripe-events.md, "Reconciliation").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from caisse.domain.events import DomainEvent
+from caisse.domain.states import PaymentPhase
+from caisse.errors import CaisseError
+from caisse.intake.processing import process_claimed
+from caisse.intake.stripe import event_row, parse_event
+from caisse.jobs.registry import JobContext, handler
+from caisse.jobs.worker import backoff_seconds
+from caisse.orders.apply import apply_snapshots
+from caisse.providers.stripe.mapping import payment_snapshot
+from caisse.providers.stripe.ratelimit import RateLimiter
+from caisse.runtime import Runtime
+from caisse.storage import jobs as jobstore
+from caisse.storage import models as m
+from caisse.storage.inbound import InboundBatchWriter
+
+log = logging.getLogger("caisse.reconcile")
+
+WAITING = (
+    PaymentPhase.OPEN,
+    PaymentPhase.REQUIRES_ACTION,
+    PaymentPhase.PROCESSING,
+    PaymentPhase.FAILED,
+    PaymentPhase.PARTIALLY_PAID,
+)
+
+
+INTERVAL = dt.timedelta(minutes=15)
+EVENT_RETENTION = dt.timedelta(days=30)
+CURSOR_OVERLAP = dt.timedelta(minutes=5)
+_LIMITER = RateLimiter(share=0.5)  # leave half of the budget to the tenants' own traffic
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    repaired: int = 0
+    events_listed: int = 0
+    events_added: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def reconcile(
+    rt: Runtime,
+    *,
+    tenant_id: str | None = None,
+    grace: dt.timedelta = dt.timedelta(minutes=10),
+    progress: Callable[[str], None] | None = None,
+    limiter: RateLimiter | None = None,
+    events: bool = True,
+) -> ReconcileReport:
+    report = ReconcileReport()
+    limiter = limiter or _LIMITER
+    if events:
+        catch_up_events(rt, report, tenant_id=tenant_id, limiter=limiter)
+    now = rt.clock.now()
+    with rt.db.read() as s:
+        stmt = select(
+            m.Order.id, m.Order.tenant_id, m.Order.environment, m.Order.provider_payment_id
+        ).where(
+            m.Order.provider == "stripe",
+            m.Order.provider_payment_id.is_not(None),
+            m.Order.phase.in_([p.value for p in WAITING]),
+            m.Order.created_at <= now - grace,
+        )
+        if tenant_id:
+            stmt = stmt.where(m.Order.tenant_id == tenant_id)
+        orders = s.execute(stmt.order_by(m.Order.id)).all()
+        keys: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for acct in s.scalars(
+            select(m.ProviderAccount).where(m.ProviderAccount.provider == "stripe")
+        ):
+            keys[(acct.tenant_id, acct.environment)] = (
+                rt.box.decrypt(acct.secrets["secret_key"]),
+                acct.provider_account_id,
+            )
+    for order_id, tenant, env, pi_id in orders:
+        assert pi_id is not None  # selected with provider_payment_id IS NOT NULL
+        report.checked += 1
+        if progress:
+            progress(order_id)
+        key = keys.get((tenant, env))
+        if key is None:
+            report.errors.append(f"{order_id}: no Stripe key for {tenant} ({env})")
+            continue
+        try:
+            limiter.acquire(tenant, env)
+            pi = rt.stripe(*key).retrieve_payment_intent(pi_id)
+            snap = payment_snapshot(pi, rt.clock.now())
+            with rt.db.write() as s:
+                changed = apply_snapshots(
+                    s,
+                    order_id,
+                    [snap],
+                    now=rt.clock.now(),
+                    cause=DomainEvent("reconcile.applied", {"payment_intent": pi_id}),
+                )
+        except CaisseError as exc:
+            report.errors.append(f"{order_id}: {exc.message}")
+            continue
+        if changed:
+            report.repaired += 1
+            log.info("order repaired", extra={"action": "reconcile.repaired", "order_id": order_id})
+    return report
+
+
+def catch_up_events(
+    rt: Runtime,
+    report: ReconcileReport,
+    *,
+    tenant_id: str | None = None,
+    limiter: RateLimiter,
+) -> None:
+    """Pass 1: list missed events per tenant and environment, store and process them."""
+    with rt.db.read() as s:
+        stmt = select(m.ProviderAccount).where(m.ProviderAccount.provider == "stripe")
+        if tenant_id:
+            stmt = stmt.where(m.ProviderAccount.tenant_id == tenant_id)
+        accounts = [
+            (
+                a.tenant_id,
+                a.environment,
+                rt.box.decrypt(a.secrets["secret_key"]),
+                a.provider_account_id,
+                bool((a.config or {}).get("deauthorized_at")),
+            )
+            for a in s.scalars(stmt.order_by(m.ProviderAccount.tenant_id))
+        ]
+        cursors = {
+            (c.tenant_id, c.environment): c.created_gt
+            for c in s.scalars(
+                select(m.ReconcileCursor).where(m.ReconcileCursor.provider == "stripe")
+            )
+        }
+    for tenant, env, secret_key, account, disconnected in accounts:
+        if disconnected:
+            continue  # the platform may no longer read a disconnected account's events
+        now = rt.clock.now()
+        oldest = int((now - EVENT_RETENTION).timestamp()) + 60
+        cursor = cursors.get((tenant, env))
+        since = (
+            oldest if cursor is None else max(oldest, cursor - int(CURSOR_OVERLAP.total_seconds()))
+        )
+        try:
+            limiter.acquire(tenant, env)
+            listed = rt.stripe(secret_key, account).list_events(created_gt=since)
+        except CaisseError as exc:
+            report.errors.append(f"{tenant} ({env}): events not listed: {exc.message}")
+            continue
+        report.events_listed += len(listed)
+        added = store_listed_events(rt, tenant, env, listed)
+        report.events_added += len(added)
+        newest = max([int(e.get("created") or 0) for e in listed] + [cursor or since])
+        _save_cursor(rt, tenant, env, newest)
+        for event_id in added:
+            process_claimed(rt.db, rt.clock, event_id, "reconcile", backoff_seconds)
+
+
+def store_listed_events(
+    rt: Runtime, tenant_id: str, environment: str, listed: list[dict[str, Any]]
+) -> list[str]:
+    """Insert events read from the Events API as ingest would (duplicates add nothing);
+    returns the ids of rows that are new and still to process."""
+    rows: list[dict[str, Any]] = []
+    now = rt.clock.now()
+    for event in listed:
+        body = json.dumps(event, ensure_ascii=False).encode()
+        try:
+            parsed = parse_event(body)
+        except CaisseError:
+            continue
+        if bool(parsed["livemode"]) != (environment == "live"):
+            continue  # never let a test event into the live world, whatever key listed it
+        rows.append(
+            event_row(
+                tenant_id,
+                environment,
+                parsed,
+                body,
+                now=now,
+                headers={"user-agent": "caisse-reconcile (Events API)"},
+            )
+        )
+    if not rows:
+        return []
+    InboundBatchWriter(rt.db.engine).write(rows)
+    with rt.db.read() as s:
+        return list(
+            s.scalars(
+                select(m.InboundEvent.id).where(
+                    m.InboundEvent.id.in_([r["id"] for r in rows]),
+                    m.InboundEvent.status.in_(("pending", "retrying")),
+                )
+            )
+        )
+
+
+def _save_cursor(rt: Runtime, tenant_id: str, environment: str, created_gt: int) -> None:
+    with rt.db.write() as s:
+        row = s.get(m.ReconcileCursor, (tenant_id, environment, "stripe"))
+        if row is None:
+            s.add(
+                m.ReconcileCursor(
+                    tenant_id=tenant_id,
+                    environment=environment,
+                    provider="stripe",
+                    created_gt=created_gt,
+                    updated_at=rt.clock.now(),
+                )
+            )
+        else:
+            row.created_gt = max(row.created_gt, created_gt)
+            row.updated_at = rt.clock.now()
+
+
+# -- the periodic job ---------------------------------------------------------------------------
+
+JOB_KIND = "reconcile"
+
+
+def schedule(rt: Runtime) -> None:
+    """Make sure the periodic job exists (idempotent: one row per kind and key)."""
+    now = rt.clock.now()
+    with rt.db.write() as s:
+        jobstore.enqueue(
+            s, JOB_KIND, "periodic", {}, now=now, run_at=now + INTERVAL, max_attempts=1_000_000
+        )
+
+
+@handler(JOB_KIND)
+def run_periodic(ctx: JobContext) -> None:
+    report = reconcile(ctx.rt)
+    log.info(
+        "reconciled",
+        extra={
+            "action": "reconcile.periodic",
+            "checked": report.checked,
+            "repaired": report.repaired,
+            "events_added": report.events_added,
+            "errors": len(report.errors),
+        },
+    )
+    with ctx.rt.db.write() as s:
+        ctx.reschedule(s, ctx.rt.clock.now() + INTERVAL)

@@ -1,0 +1,232 @@
+"""The job queue in the database (transactional outbox).
+
+A job is enqueued in the same transaction as the change that needs it, deduplicated by
+``(kind, key)``. Workers claim a batch by moving rows to ``running`` with a lease
+(``locked_until``): ``FOR UPDATE SKIP LOCKED`` on PostgreSQL lets any number of workers on any
+number of machines claim disjoint rows; SQLite serialises writers so the same statement is safe.
+A worker that dies mid-job loses nothing: its lease expires and the job is claimed again
+(at-least-once; handlers are idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from caisse.storage import models as m
+from caisse.storage.sql import insert_ignore
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    now: dt.datetime,
+    run_at: dt.datetime | None = None,
+    tenant_id: str | None = None,
+    max_attempts: int = 25,
+) -> None:
+    session.execute(
+        insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
+        [
+            job_row(
+                kind,
+                key,
+                payload,
+                now=now,
+                run_at=run_at,
+                tenant_id=tenant_id,
+                max_attempts=max_attempts,
+            )
+        ],
+    )
+
+
+def job_row(
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    now: dt.datetime,
+    run_at: dt.datetime | None = None,
+    tenant_id: str | None = None,
+    max_attempts: int = 25,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "key": key,
+        "payload": payload,
+        "tenant_id": tenant_id,
+        "status": "queued",
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def claim(
+    session: Session,
+    worker_id: str,
+    *,
+    now: dt.datetime,
+    limit: int = 20,
+    lease_seconds: float = 120,
+    kinds: tuple[str, ...] | None = None,
+) -> list[ClaimedJob]:
+    ready = or_(
+        and_(m.Job.status == "queued", m.Job.run_at <= now),
+        and_(m.Job.status == "running", m.Job.locked_until < now),
+    )
+    pick = select(m.Job.id).where(ready).order_by(m.Job.run_at, m.Job.id).limit(limit)
+    if kinds:
+        pick = pick.where(m.Job.kind.in_(kinds))
+    pick = pick.with_for_update(skip_locked=True)
+    ids = list(session.execute(pick).scalars())
+    if not ids:
+        return []
+    rows = session.execute(
+        update(m.Job)
+        .where(m.Job.id.in_(ids))
+        .values(
+            status="running",
+            locked_by=worker_id,
+            locked_until=now + dt.timedelta(seconds=lease_seconds),
+            attempts=m.Job.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            m.Job.id, m.Job.kind, m.Job.key, m.Job.payload, m.Job.attempts, m.Job.max_attempts
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((ClaimedJob(*r) for r in rows), key=lambda j: j.id)
+
+
+def complete(session: Session, job_id: int, worker_id: str, *, now: dt.datetime) -> bool:
+    """Mark done, in the handler's own transaction; False if the lease was lost meanwhile."""
+    result = session.execute(
+        update(m.Job)
+        .where(m.Job.id == job_id, m.Job.locked_by == worker_id, m.Job.status == "running")
+        .values(status="done", locked_until=None, updated_at=now, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reschedule(
+    session: Session,
+    job_id: int,
+    worker_id: str,
+    *,
+    run_at: dt.datetime,
+    now: dt.datetime,
+    attempts: int = 0,
+) -> bool:
+    """Put a claimed job back in the queue for ``run_at`` (handlers owning their own schedule,
+    e.g. partner deliveries); ``attempts`` restarts at 0 (a fresh run) unless told otherwise.
+    False if the lease was lost meanwhile."""
+    result = session.execute(
+        update(m.Job)
+        .where(m.Job.id == job_id, m.Job.locked_by == worker_id, m.Job.status == "running")
+        .values(
+            status="queued",
+            run_at=run_at,
+            attempts=attempts,
+            locked_by=None,
+            locked_until=None,
+            last_error=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue(
+    session: Session,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    now: dt.datetime,
+    run_at: dt.datetime | None = None,
+    tenant_id: str | None = None,
+    max_attempts: int = 25,
+) -> None:
+    """Enqueue ``(kind, key)`` again even if it ran before (manual retry, replay); a job
+    currently running is left alone (its handler decides what comes next)."""
+    enqueue(
+        session,
+        kind,
+        key,
+        payload,
+        now=now,
+        run_at=run_at,
+        tenant_id=tenant_id,
+        max_attempts=max_attempts,
+    )
+    session.execute(
+        update(m.Job)
+        .where(m.Job.kind == kind, m.Job.key == key, m.Job.status != "running")
+        .values(
+            payload=payload,
+            status="queued",
+            run_at=run_at or now,
+            attempts=0,
+            locked_by=None,
+            locked_until=None,
+            last_error=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail(
+    session: Session,
+    job_id: int,
+    worker_id: str,
+    *,
+    error: str,
+    now: dt.datetime,
+    retry_at: dt.datetime | None,
+) -> None:
+    """Record the error; reschedule, or park as ``dead`` when ``retry_at`` is None."""
+    session.execute(
+        update(m.Job)
+        .where(m.Job.id == job_id, m.Job.locked_by == worker_id)
+        .values(
+            status="queued" if retry_at else "dead",
+            run_at=retry_at or now,
+            locked_by=None,
+            locked_until=None,
+            last_error=error[:4000],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def counts(session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = session.execute(select(m.Job.status, func.count()).group_by(m.Job.status)).all()
+    return {str(status): int(n) for status, n in rows}

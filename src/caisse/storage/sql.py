@@ -1,0 +1,22 @@
+"""Small dialect-aware helpers shared by the repositories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+
+def insert_ignore(session: Session, table: Table, *, conflict: list[str]) -> Insert:
+    """``INSERT … ON CONFLICT (cols) DO NOTHING`` for the session's dialect: idempotency by
+    unique constraint, never check-then-insert."""
+    name = session.get_bind().dialect.name
+    stmt: Any
+    if name == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    else:
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return stmt  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""HTTP API: translates HTTP ⇄ services, nothing more."""

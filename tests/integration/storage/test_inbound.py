@@ -1,0 +1,146 @@
+"""The raw batch writer and the event lease, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from caisse import ids
+from caisse.clock import UTC
+from caisse.intake import processing
+from caisse.storage import inbound
+from caisse.storage import models as m
+from caisse.storage.inbound import InboundBatchWriter, encode_body
+
+
+@pytest.fixture
+def tenant(rt):  # type: ignore[no-untyped-def]
+    with rt.db.write() as s:
+        s.add(m.Tenant(id="ten_t", name="t", legal={}, created_at=dt.datetime.now(UTC)))
+    return "ten_t"
+
+
+def row(event_id: str, body: bytes, when: dt.datetime) -> dict:  # type: ignore[type-arg]
+    stored, encoding = encode_body(body)
+    return {
+        "id": ids.new_id("event"), "tenant_id": "ten_t", "environment": "test",
+        "provider": "stripe", "provider_event_id": event_id, "type": "payment_intent.succeeded",
+        "provider_account_id": None, "provider_created_at": when, "body": stored,
+        "body_encoding": encoding, "headers": {"user-agent": "Stripe/1.0"},
+        "remote_addr": "127.0.0.1", "status": "pending", "attempts": 0, "run_at": when,
+        "received_at": when,
+    }
+
+
+def test_batch_round_trips_through_the_orm(rt, tenant):
+    when = dt.datetime(2026, 11, 22, 10, 30, 15, 123456, tzinfo=UTC)
+    body = json.dumps({"id": "evt_1", "object": "event", "text": "é€😀" * 50}).encode()
+    InboundBatchWriter(rt.db.engine).write([row("evt_1", body, when)])
+    with rt.db.read() as s:
+        ev = s.execute(select(m.InboundEvent)).scalar_one()
+    assert ev.raw_body == body  # exact bytes back
+    assert ev.body_encoding == "zlib"  # repetitive JSON compresses
+    assert ev.received_at == when and ev.received_at.tzinfo is not None
+    assert ev.provider_created_at == when
+    assert ev.headers == {"user-agent": "Stripe/1.0"}
+
+
+def test_incompressible_body_is_kept_as_is(rt, tenant):
+    import os
+
+    body = os.urandom(600)
+    InboundBatchWriter(rt.db.engine).write([row("evt_r", body, dt.datetime.now(UTC))])
+    with rt.db.read() as s:
+        ev = s.execute(select(m.InboundEvent)).scalar_one()
+    assert ev.body_encoding == "identity" and ev.raw_body == body
+
+
+def test_duplicates_in_and_across_batches_add_nothing(rt, tenant):
+    now = dt.datetime.now(UTC)
+    writer = InboundBatchWriter(rt.db.engine)
+    writer.write([row("evt_a", b"{}", now), row("evt_a", b"{}", now), row("evt_b", b"{}", now)])
+    writer.write([row("evt_b", b"{}", now)])
+    with rt.db.read() as s:
+        got = sorted(s.execute(select(m.InboundEvent.provider_event_id)).scalars())
+    assert got == ["evt_a", "evt_b"]
+
+
+def test_claim_leases_and_a_lapsed_lease_is_claimed_again(rt, tenant):
+    now = dt.datetime.now(UTC)
+    InboundBatchWriter(rt.db.engine).write([row(f"evt_{i}", b"{}", now) for i in range(3)])
+    with rt.db.write() as s:
+        first = inbound.claim(s, "w1", now=now, limit=10, lease_seconds=60)
+    assert len(first) == 3
+    with rt.db.write() as s:
+        assert inbound.claim(s, "w2", now=now, limit=10) == []  # leased
+    later = now + dt.timedelta(seconds=61)
+    with rt.db.write() as s:
+        assert sorted(inbound.claim(s, "w2", now=later, limit=10)) == sorted(first)
+
+
+def test_failed_processing_keeps_the_error_and_retries_later(rt, tenant):
+    now = dt.datetime.now(UTC)
+    bad = json.dumps({"id": "evt_bad", "object": "event", "type": "payment_intent.succeeded",
+                      "created": int(now.timestamp()), "livemode": False,
+                      "data": {"object": {"object": "payment_intent", "id": "pi_1",
+                                          "status": "no-such-status"}}}).encode()
+    InboundBatchWriter(rt.db.engine).write([row("evt_bad", bad, now)])
+    with rt.db.write() as s:
+        (event_id,) = inbound.claim(s, "w1", now=now)
+    processing.process_claimed(rt.db, rt.clock, event_id, "w1", lambda n: 30.0)
+    with rt.db.read() as s:
+        ev = s.get(m.InboundEvent, event_id)
+    assert ev is not None
+    assert ev.status == "retrying"
+    assert ev.attempts == 1
+    assert "no-such-status" in (ev.error or "")
+    assert ev.run_at > now + dt.timedelta(seconds=25)
+    assert ev.locked_by is None
+    with rt.db.write() as s:  # not due yet
+        assert inbound.claim(s, "w1", now=now + dt.timedelta(seconds=1)) == []
+
+
+def test_an_event_failing_every_time_is_parked_as_failed(rt, tenant):
+    now = dt.datetime.now(UTC)
+    InboundBatchWriter(rt.db.engine).write([row("evt_x", b"not json", now)])
+    with rt.db.write() as s:
+        s.execute(m.InboundEvent.__table__.update().values(
+            attempts=processing.MAX_ATTEMPTS - 1))
+    with rt.db.write() as s:
+        (event_id,) = inbound.claim(s, "w1", now=now)
+    processing.process_claimed(rt.db, rt.clock, event_id, "w1", lambda n: 1.0)
+    with rt.db.read() as s:
+        ev = s.get(m.InboundEvent, event_id)
+    assert ev is not None and ev.status == "failed" and ev.error
+
+
+def test_skip_locked_gives_concurrent_workers_disjoint_events(pg_url, tmp_path):
+    from caisse.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime.build(make_settings(tmp_path, pg_url))
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        s.add(m.Tenant(id="ten_t", name="t", legal={}, created_at=now))
+    InboundBatchWriter(rt.db.engine).write([row(f"evt_{i}", b"{}", now) for i in range(40)])
+    barrier = threading.Barrier(2)
+    got: dict[str, list[str]] = {}
+
+    def work(name: str) -> None:
+        with rt.db.write() as s:
+            barrier.wait()
+            got[name] = inbound.claim(s, name, now=now, limit=15)
+            barrier.wait()  # hold the row locks until both have claimed
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(got["a"]) == 15 and len(got["b"]) == 15
+    assert not set(got["a"]) & set(got["b"])
+    rt.close()

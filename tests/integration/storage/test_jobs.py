@@ -1,0 +1,88 @@
+"""The generic job queue: enqueue once, claim, complete, retry with the error kept, park."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from sqlalchemy import select
+
+from caisse.clock import UTC
+from caisse.jobs import registry
+from caisse.jobs.worker import Worker, backoff_seconds
+from caisse.storage import jobs as jobstore
+from caisse.storage import models as m
+
+
+def test_enqueue_is_deduplicated_by_kind_and_key(rt):
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "k", "same", {"n": 1}, now=now)
+        jobstore.enqueue(s, "k", "same", {"n": 2}, now=now)
+        jobstore.enqueue(s, "k", "other", {"n": 3}, now=now)
+    with rt.db.read() as s:
+        rows = s.execute(select(m.Job.key, m.Job.payload).order_by(m.Job.id)).all()
+    assert [(k, p["n"]) for k, p in rows] == [("same", 1), ("other", 3)]
+
+
+def test_failing_job_is_retried_with_backoff_and_error_kept(rt):
+    calls: list[int] = []
+
+    @registry.handler("test.flaky")
+    def flaky(ctx: registry.JobContext) -> None:
+        calls.append(ctx.job.attempts)
+        raise RuntimeError("partner said no")
+
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "test.flaky", "1", {}, now=now, max_attempts=2)
+    asyncio.run(Worker(rt).run_once())
+    with rt.db.read() as s:
+        job = s.execute(select(m.Job)).scalar_one()
+    assert calls == [1]
+    assert job.status == "queued" and job.attempts == 1
+    assert "partner said no" in (job.last_error or "")
+    assert job.run_at > now
+    # Due again: the second (last) attempt fails too and the job is parked, not dropped.
+    with rt.db.write() as s:
+        s.execute(m.Job.__table__.update().values(run_at=now))
+    asyncio.run(Worker(rt).run_once())
+    with rt.db.read() as s:
+        job = s.execute(select(m.Job)).scalar_one()
+    assert job.status == "dead" and job.attempts == 2
+
+
+def test_handler_completing_in_its_own_transaction(rt):
+    @registry.handler("test.effect")
+    def effect(ctx: registry.JobContext) -> None:
+        with ctx.rt.db.write() as s:
+            s.add(m.Tenant(id="ten_made", name="x", legal={}, created_at=dt.datetime.now(UTC)))
+            ctx.complete(s)
+
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "test.effect", "1", {}, now=dt.datetime.now(UTC))
+    assert asyncio.run(Worker(rt).drain()) == 1
+    with rt.db.read() as s:
+        assert s.get(m.Tenant, "ten_made") is not None
+        assert s.execute(select(m.Job.status)).scalar_one() == "done"
+
+
+def test_a_lapsed_job_lease_is_claimed_again(rt):
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "k", "1", {}, now=now)
+    with rt.db.write() as s:
+        assert len(jobstore.claim(s, "w1", now=now, lease_seconds=30)) == 1
+    with rt.db.write() as s:
+        assert jobstore.claim(s, "w2", now=now) == []
+        again = jobstore.claim(s, "w2", now=now + dt.timedelta(seconds=31))
+    assert len(again) == 1 and again[0].attempts == 2
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    import random
+
+    rng = random.Random(1)
+    values = [backoff_seconds(n, rng=rng) for n in range(1, 15)]
+    assert values[0] < values[3] < values[6]
+    assert max(values) <= 600 * 1.2

@@ -1,0 +1,176 @@
+"""``Settings.from_env``: embedded defaults, generated secrets, refusals, and no secret in logs."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from caisse.config import Secret, Settings, normalize_database_url
+from caisse.crypto import SecretBox
+from caisse.errors import InvalidRequest
+
+TOKEN = "cat_" + "x" * 40
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Only what the test names: no ``.env`` from the working directory, no real environment."""
+    return {
+        "CAISSE_DATA_DIR": str(tmp_path / "data"),
+        "CAISSE_ENV_FILE": str(tmp_path / "absent.env"),
+        **extra,
+    }
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_defaults_are_sqlite_in_the_data_folder(tmp_path: Path) -> None:
+    s = Settings.from_env(env_for(tmp_path))
+    assert s.data_dir == (tmp_path / "data").resolve()
+    assert s.database_url == f"sqlite:///{s.data_dir / 'caisse.db'}"
+    assert s.is_sqlite
+    assert s.public_url == "http://127.0.0.1:8000"
+    assert s.stripe_api_base is None
+    assert s.in_process_worker is True
+    assert s.allow_private_targets is False
+
+
+def test_operator_token_and_master_key_are_generated_once_with_mode_0600(
+    tmp_path: Path,
+) -> None:
+    first = Settings.from_env(env_for(tmp_path))
+    assert set(first.generated) == {"admin_token", "master_key"}
+    token_file, key_file = first.data_dir / "admin_token", first.data_dir / "master_key"
+    assert mode(token_file) == 0o600
+    assert mode(key_file) == 0o600
+    assert first.admin_token.reveal().startswith("cat_")
+    assert len(first.admin_token.reveal()) >= 40
+    assert token_file.read_text().strip() == first.admin_token.reveal()
+    SecretBox(first.master_keys)  # a valid Fernet key
+
+    second = Settings.from_env(env_for(tmp_path))
+    assert second.generated == ()
+    assert second.admin_token == first.admin_token
+    assert second.master_keys == first.master_keys
+
+
+def test_without_create_missing_an_absent_secret_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest):
+        Settings.from_env(env_for(tmp_path), create_missing=False)
+    assert not (tmp_path / "data" / "admin_token").exists()
+
+
+def test_explicit_values_are_used_and_nothing_is_generated(tmp_path: Path) -> None:
+    key = Fernet.generate_key().decode()
+    s = Settings.from_env(env_for(tmp_path, CAISSE_ADMIN_TOKEN=TOKEN, CAISSE_MASTER_KEY=key))
+    assert s.generated == ()
+    assert s.admin_token.reveal() == TOKEN
+    assert [k.reveal() for k in s.master_keys] == [key]
+    assert not (tmp_path / "data" / "admin_token").exists()
+
+
+@pytest.mark.parametrize("token", ["changeme", "admin", "secret", "short-token", "x" * 15])
+def test_placeholder_or_short_operator_token_is_refused(tmp_path: Path, token: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        Settings.from_env(env_for(tmp_path, CAISSE_ADMIN_TOKEN=token))
+    assert token not in info.value.message  # the refusal does not echo the value
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db:5432/caisse", "postgresql+psycopg://u:p@db:5432/caisse"),
+        ("postgresql://u@db/caisse", "postgresql+psycopg://u@db/caisse"),
+        ("postgresql+psycopg://u@db/caisse", "postgresql+psycopg://u@db/caisse"),
+        ("sqlite:////var/lib/caisse.db", "sqlite:////var/lib/caisse.db"),
+    ],
+)
+def test_database_urls_are_normalised_to_psycopg(tmp_path: Path, url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+    s = Settings.from_env(env_for(tmp_path, CAISSE_DATABASE_URL=url))
+    assert s.database_url == expected
+    assert s.is_sqlite == expected.startswith("sqlite")
+
+
+def test_secret_never_shows_itself() -> None:
+    value = "sk_live_" + "9" * 24
+    secret = Secret(value)
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret}"):
+        assert value not in shown
+        assert "*" in shown
+    assert secret.reveal() == value
+    assert secret == Secret(value)
+    assert secret != Secret(value + "0")
+    assert secret != value  # a Secret is not equal to its plain string
+
+
+def test_settings_repr_shows_no_secret(tmp_path: Path) -> None:
+    s = Settings.from_env(env_for(tmp_path, CAISSE_SMTP_URL="smtp://u:hunter2-pass@mail:587"))
+    text = repr(s)
+    assert s.admin_token.reveal() not in text
+    assert s.master_keys[0].reveal() not in text
+    assert "hunter2-pass" not in text
+
+
+def test_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / "caisse.env"
+    dotenv.write_text(
+        "# comment\n"
+        "\n"
+        f"CAISSE_ADMIN_TOKEN='{TOKEN}'\n"
+        'CAISSE_PUBLIC_URL="https://pay.example.com/"\n'
+        "CAISSE_LOG_LEVEL=debug\n"
+        "not a line\n",
+        encoding="utf-8",
+    )
+    s = Settings.from_env(
+        {
+            "CAISSE_DATA_DIR": str(tmp_path / "data"),
+            "CAISSE_ENV_FILE": str(dotenv),
+            "CAISSE_LOG_LEVEL": "warning",
+        }
+    )
+    assert s.admin_token.reveal() == TOKEN
+    assert s.public_url == "https://pay.example.com"  # quotes and trailing slash removed
+    assert s.log_level == "WARNING"  # the real environment overrides the file
+    assert "admin_token" not in s.generated
+
+
+def test_several_master_keys_are_comma_separated_and_the_first_encrypts(tmp_path: Path) -> None:
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    s = Settings.from_env(
+        env_for(tmp_path, CAISSE_ADMIN_TOKEN=TOKEN, CAISSE_MASTER_KEY=f" {new} , {old},")
+    )
+    assert [k.reveal() for k in s.master_keys] == [new, old]
+    token = SecretBox(s.master_keys).encrypt("whsec_abc")
+    assert Fernet(new.encode()).decrypt(token.encode()) == b"whsec_abc"
+    legacy = Fernet(old.encode()).encrypt(b"sk_test_old").decode()
+    assert SecretBox(s.master_keys).decrypt(legacy) == "sk_test_old"
+
+
+def test_flags_and_lists(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        env_for(
+            tmp_path,
+            CAISSE_NO_WORKER="true",
+            CAISSE_ALLOW_PRIVATE_TARGETS="1",
+            CAISSE_TRUSTED_PROXIES="10.0.0.1, 10.0.0.2,",
+            CAISSE_WORKER_POLL_INTERVAL="0.25",
+            CAISSE_LOG_FORMAT="text",
+        )
+    )
+    assert s.in_process_worker is False
+    assert s.allow_private_targets is True
+    assert s.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+    assert s.worker_poll_interval == 0.25
+    assert s.log_json is False
+
+
+def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
+    s = Settings.from_env(env_for(tmp_path, CAISSE_DATABASE_URL="", CAISSE_ADMIN_TOKEN=""))
+    assert s.is_sqlite
+    assert "admin_token" in s.generated
