@@ -1,7 +1,8 @@
 """Partner webhook figures, on SQLite and PostgreSQL (one JSON object per engine on stdout).
 
 - ``deliveries_per_s``: one worker (the ``caisse worker`` loop, in process) drains a backlog of
-  messages to one fast loopback receiver; every delivery signed, sent, and its attempt logged.
+  messages to one fast loopback receiver (its own process, ``bench/receiver.py``); every
+  delivery signed, sent, and its attempt logged.
 - ``latency_ms`` p50/p99: Stripe ``payment_intent.succeeded`` events posted, signed, at a steady
   200 events/s to a live caisse (uvicorn on loopback, in-process worker); the receiver stamps
   each ``order.paid`` arrival; latency = arrival − the moment the event was posted.
@@ -29,8 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.receiver import Receiver
 from tests.conftest import make_settings
-from tests.support import partners
 from tests.support.api import new_merchant, order_body, order_meta
 from tests.support.servers import live_caisse, localstripe_process
 
@@ -43,7 +44,7 @@ from caisse.storage import models as m
 from caisse.storage.migrate import upgrade
 from caisse.tenants import services as tenants
 
-BACKLOG = 400
+BACKLOG = 2000
 RATE = 200
 SECONDS = 2
 PG = os.environ.get("CAISSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -74,7 +75,7 @@ def throughput(url: str, tmp: Path) -> float:
     """Deliveries/s from one worker to one fast receiver."""
     rt = Runtime.build(make_settings(tmp, url, allow_private_targets=True))
     try:
-        with partners.ok() as receiver:
+        with Receiver() as receiver:
             now = rt.clock.now()
             with rt.db.write() as s:
                 tenant, _ = tenants.create_tenant(s, rt.clock, "Bench")
@@ -102,8 +103,8 @@ def throughput(url: str, tmp: Path) -> float:
                 stop = asyncio.Event()
                 started = time.perf_counter()
                 task = asyncio.create_task(Worker(rt).run(stop))
-                while len(receiver.requests) < BACKLOG:  # noqa: ASYNC110 - a thread fills it
-                    await asyncio.sleep(0.01)
+                while await asyncio.to_thread(receiver.count) < BACKLOG:
+                    await asyncio.sleep(0.05)
                 elapsed = time.perf_counter() - started
                 stop.set()
                 await task
@@ -128,7 +129,7 @@ def latency(url: str, tmp: Path, stripe_url: str) -> dict[str, Any]:
     total = RATE * SECONDS
     try:
         with (
-            partners.ok() as receiver,
+            Receiver() as receiver,
             live_caisse(rt) as live,
             httpx.Client(base_url=live.url, timeout=30) as http,
         ):
@@ -173,12 +174,13 @@ def latency(url: str, tmp: Path, stripe_url: str) -> dict[str, Any]:
             for t in threads:
                 t.join()
             deadline = time.monotonic() + 15
-            while len(receiver.requests) < total and time.monotonic() < deadline:
+            while receiver.count() < total and time.monotonic() < deadline:
                 time.sleep(0.05)
-            lat = []
-            for req in list(receiver.requests):
-                order_id = json.loads(req.body)["data"]["order"]["id"]
-                lat.append((req.received_at - posted[order_id]) * 1000)
+            lat = [
+                (arrived - posted[order_id]) * 1000
+                for arrived, order_id in receiver.stats()["arrivals"]
+                if order_id in posted
+            ]
         return {
             "events": total,
             "delivered": len(lat),

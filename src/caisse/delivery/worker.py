@@ -8,7 +8,9 @@ Policy:
   the message id as ``webhook-id``, plus ``X-API-KEY`` when registered and
   ``User-Agent: caisse/<version>``;
 - the attempt row, the delivery's new state, the endpoint's health and the job's next run are
-  written in ONE transaction, so the log and the schedule never disagree;
+  written in ONE transaction, so the log and the schedule never disagree; attempts finishing
+  while a transaction commits share the next one (``jobs.batching``), so a busy worker pays one
+  commit per batch, not per delivery, and an idle one adds no wait;
 - at most ``ENDPOINT_CONCURRENCY`` sends per endpoint in a worker process: a job whose
   endpoint is saturated waits ``BUSY_WAIT`` at most, then is put back ``BUSY_DELAY`` later
   without using an attempt, so a dead partner holds a handful of slots, never the worker;
@@ -20,19 +22,18 @@ Policy:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
 import random
-import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from caisse import __version__, ids
 from caisse.delivery import signing
@@ -41,8 +42,10 @@ from caisse.delivery.http import SendResult, build_client, send
 from caisse.delivery.outbox import JOB_KIND
 from caisse.delivery.retry import RetryPolicy, endpoint_should_disable
 from caisse.delivery.safety import Resolver
+from caisse.jobs.batching import Coalescer
 from caisse.jobs.registry import JobContext, handler
 from caisse.runtime import Runtime
+from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.tenants.services import Caller
 
@@ -59,6 +62,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("caisse.delivery")
+T = TypeVar("T")
+R = TypeVar("R")
 
 USER_AGENT = f"caisse/{__version__}"
 POLICY = RetryPolicy()
@@ -73,22 +78,20 @@ _INTERRUPTED = "the worker stopped during this attempt; the partner may have rec
 class _LoopState:
     clients: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
     slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    coalescers: dict[Callable[..., Any], Coalescer[Any, Any]] = field(default_factory=dict)
+
+    def coalescer(self, fn: Callable[[list[T]], Sequence[R]]) -> Coalescer[T, R]:
+        """This loop's group-commit queue for ``fn``."""
+        found = self.coalescers.get(fn)
+        if found is None:
+            found = self.coalescers[fn] = Coalescer(fn)
+        return found
 
 
 _STATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
     weakref.WeakKeyDictionary()
 )
 _resolver: Resolver | None = None
-# SQLite serialises writers and its busy handler sleeps (1, 2, 5 … 100 ms) when threads
-# collide; taking turns in-process first keeps each write at its ~1 ms cost.
-_SQLITE_WRITES = threading.Lock()
-
-
-@contextlib.contextmanager
-def _write(rt: Runtime) -> Iterator[Any]:
-    lock = _SQLITE_WRITES if rt.db.is_sqlite else contextlib.nullcontext()
-    with lock, rt.db.write() as session:
-        yield session
 
 
 def set_resolver(resolver: Resolver | None) -> None:
@@ -152,36 +155,64 @@ class _Plan:
     body: bytes
 
 
-def _prepare(ctx: JobContext) -> _Plan | None:
-    """Read what the attempt needs; None when there is nothing to send (job completed)."""
-    rt, delivery_id = ctx.rt, ctx.job.key
-    now = rt.clock.now()
-    with rt.db.read() as s:
-        row = s.execute(
-            select(m.Delivery, m.Endpoint, m.Message)
-            .join(m.Endpoint, m.Endpoint.id == m.Delivery.endpoint_id)
-            .join(m.Message, m.Message.id == m.Delivery.message_id)
-            .where(m.Delivery.id == delivery_id)
-        ).first()
-        if row is not None:
+def _by_runtime(items: list[T]) -> list[list[T]]:
+    """Split a batch by runtime (one process may hold several, e.g. in tests)."""
+    groups: dict[int, list[T]] = {}
+    for item in items:
+        groups.setdefault(id(_ctx_of(item).rt), []).append(item)
+    return list(groups.values())
+
+
+def _ctx_of(item: Any) -> JobContext:
+    return item if isinstance(item, JobContext) else item.ctx
+
+
+def _prepare_many(ctxs: list[JobContext]) -> list[_Plan | None]:
+    """What each attempt needs, read in one query; jobs with nothing to send (delivery gone,
+    delivered, or its endpoint disabled) are completed together in one transaction."""
+    plans: dict[int, _Plan | None] = {}
+    for group in _by_runtime(ctxs):
+        rt = group[0].rt
+        now = rt.clock.now()
+        with rt.db.read() as s:
+            rows = s.execute(
+                select(m.Delivery, m.Endpoint, m.Message)
+                .join(m.Endpoint, m.Endpoint.id == m.Delivery.endpoint_id)
+                .join(m.Message, m.Message.id == m.Delivery.message_id)
+                .where(m.Delivery.id.in_([c.job.key for c in group]))
+            ).all()
+        found = {d.id: (d, ep, msg) for d, ep, msg in rows}
+        keys: dict[str, tuple[str | None, list[str]]] = {}  # decrypt once per endpoint
+        idle = []
+        for ctx in group:
+            row = found.get(ctx.job.key)
+            if row is None or row[0].status != "pending" or row[1].status != "enabled":
+                plans[id(ctx)] = None
+                idle.append(ctx)
+                continue
             d, ep, msg = row
-            if d.status == "pending" and ep.status == "enabled":
-                return _Plan(
-                    delivery_id=d.id,
-                    endpoint_id=ep.id,
-                    url=ep.url,
-                    api_key=rt.box.decrypt(ep.api_key) if ep.api_key else None,
-                    secrets=active_secrets(rt.box, ep, now),
-                    message_id=msg.id,
-                    body=message_body(msg.payload),
-                )
-    with _write(rt) as s:
-        gone = s.get(m.Delivery, delivery_id, with_for_update=True)
-        if gone is not None and gone.status == "pending":  # its endpoint is disabled
-            gone.status, gone.next_attempt_at, gone.updated_at = "failed", None, now
-            gone.last_error = "endpoint disabled"
-        ctx.complete(s)
-    return None
+            if ep.id not in keys:
+                api_key = rt.box.decrypt(ep.api_key) if ep.api_key else None
+                keys[ep.id] = (api_key, active_secrets(rt.box, ep, now))
+            api_key, secrets = keys[ep.id]
+            plans[id(ctx)] = _Plan(
+                delivery_id=d.id,
+                endpoint_id=ep.id,
+                url=ep.url,
+                api_key=api_key,
+                secrets=secrets,
+                message_id=msg.id,
+                body=message_body(msg.payload),
+            )
+        if idle:
+            with rt.db.write() as s:
+                for ctx in idle:
+                    gone = s.get(m.Delivery, ctx.job.key, with_for_update=True)
+                    if gone is not None and gone.status == "pending":  # endpoint disabled
+                        gone.status, gone.next_attempt_at, gone.updated_at = "failed", None, now
+                        gone.last_error = "endpoint disabled"
+                    ctx.complete(s)
+    return [plans[id(ctx)] for ctx in ctxs]
 
 
 def _describe(result: SendResult) -> str:
@@ -190,131 +221,213 @@ def _describe(result: SendResult) -> str:
     return f"HTTP {result.status_code}"
 
 
-def _record(
-    ctx: JobContext, plan: _Plan, result: SendResult, timestamp: int, interrupted: int
-) -> None:
-    """Attempt row(s) + delivery state + endpoint health + next run: one transaction."""
-    rt = ctx.rt
-    now = rt.clock.now()
-    trigger = str(ctx.payload.get("trigger", "schedule"))
-    with _write(rt) as s:
-        d = s.get(m.Delivery, plan.delivery_id, with_for_update=True)
-        if d is None:  # endpoint deleted meanwhile
-            ctx.complete(s)
-            return
-        ep = s.get(m.Endpoint, d.endpoint_id, with_for_update=True)
-        number = d.attempts
-        for _ in range(interrupted):
-            number += 1
-            s.add(
-                m.DeliveryAttempt(
-                    id=ids.new_id("attempt"),
-                    delivery_id=d.id,
-                    endpoint_id=d.endpoint_id,
-                    number=number,
-                    trigger=trigger,
-                    attempted_at=now,
-                    url=plan.url,
-                    webhook_id=plan.message_id,
-                    webhook_timestamp=0,
-                    outcome="interrupted",
-                    duration_ms=0,
-                    error_kind="interrupted",
-                    error=_INTERRUPTED,
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ctx: JobContext
+    plan: _Plan
+    result: SendResult
+    timestamp: int
+    interrupted: int
+
+
+def _record_many(outcomes: list[_Outcome]) -> list[None]:
+    """Attempt rows + delivery states + endpoint health + next runs of a whole batch: one
+    transaction (rows locked endpoints first, then deliveries, each in id order, so two
+    workers' batches never wait on each other in a circle)."""
+    for group in _by_runtime(outcomes):
+        rt = group[0].ctx.rt
+        now = rt.clock.now()
+        logged: list[tuple[_Outcome, int, str]] = []
+        with rt.db.write() as s:
+            delivery_ids = sorted({o.plan.delivery_id for o in group})
+            deliveries = {
+                d.id: d
+                for d in s.scalars(
+                    select(m.Delivery)
+                    .where(m.Delivery.id.in_(delivery_ids))
+                    .order_by(m.Delivery.id)
+                    .with_for_update()
                 )
+            }
+            endpoint_ids = sorted({d.endpoint_id for d in deliveries.values()})
+            endpoints = {
+                ep.id: ep
+                for ep in s.scalars(
+                    select(m.Endpoint)
+                    .where(m.Endpoint.id.in_(endpoint_ids))
+                    .order_by(m.Endpoint.id)
+                    .with_for_update()
+                )
+            }
+            attempts: list[dict[str, Any]] = []
+            done: list[JobContext] = []
+            again: list[tuple[JobContext, dt.datetime]] = []
+            with s.no_autoflush:  # one flush for the batch, updates grouped by shape
+                for o in group:
+                    d = deliveries.get(o.plan.delivery_id)
+                    if d is None:  # endpoint deleted meanwhile
+                        done.append(o.ctx)
+                        continue
+                    number, outcome = _apply(s, o, d, endpoints.get(d.endpoint_id), now, attempts)
+                    if d.status == "pending":
+                        assert d.next_attempt_at is not None
+                        again.append((o.ctx, d.next_attempt_at))
+                    else:
+                        done.append(o.ctx)
+                    logged.append((o, number, outcome))
+            s.flush()
+            if attempts:
+                s.execute(insert(m.DeliveryAttempt), attempts)
+            _end_jobs(s, rt, done, again)
+        for o, number, outcome in logged:
+            log.info(
+                "delivery attempt",
+                extra={
+                    "action": "delivery.attempt",
+                    "delivery_id": o.plan.delivery_id,
+                    "endpoint_id": o.plan.endpoint_id,
+                    "attempt": number,
+                    "status_code": o.result.status_code,
+                    "error_kind": o.result.error_kind,
+                    "duration_ms": o.result.duration_ms,
+                    "outcome": outcome,
+                },
             )
+    return [None] * len(outcomes)
+
+
+def _end_jobs(
+    s: Session, rt: Runtime, done: list[JobContext], again: list[tuple[JobContext, dt.datetime]]
+) -> None:
+    """Complete or reschedule the batch's jobs in two statements (per worker id)."""
+    now = rt.clock.now()
+    for worker_id in {c.worker_id for c in done} | {c.worker_id for c, _ in again}:
+        jobstore.complete_many(
+            s, [c.job.id for c in done if c.worker_id == worker_id], worker_id, now=now
+        )
+        jobstore.reschedule_many(
+            s, [(c.job.id, at) for c, at in again if c.worker_id == worker_id], worker_id, now=now
+        )
+    for ctx in [*done, *(c for c, _ in again)]:
+        ctx.completed_elsewhere()
+
+
+def _apply(
+    s: Session,
+    o: _Outcome,
+    d: m.Delivery,
+    ep: m.Endpoint | None,
+    now: dt.datetime,
+    attempts: list[dict[str, Any]],
+) -> tuple[int, str]:
+    """One outcome onto its delivery and endpoint (loaded, locked); its attempt rows appended."""
+    plan, result = o.plan, o.result
+    trigger = str(o.ctx.payload.get("trigger", "schedule"))
+    common = {
+        "delivery_id": d.id,
+        "endpoint_id": d.endpoint_id,
+        "trigger": trigger,
+        "attempted_at": now,
+        "url": plan.url,
+        "webhook_id": plan.message_id,
+    }
+    number = d.attempts
+    for _ in range(o.interrupted):
         number += 1
-        decision = POLICY.decide(
-            number,
-            status_code=result.status_code,
-            error_kind=result.error_kind,
-            retry_after=result.retry_after,
-            now=now,
-        )
-        s.add(
-            m.DeliveryAttempt(
-                id=ids.new_id("attempt"),
-                delivery_id=d.id,
-                endpoint_id=d.endpoint_id,
+        attempts.append(
+            _attempt_row(
+                common,
                 number=number,
-                trigger=trigger,
-                attempted_at=now,
-                url=plan.url,
-                webhook_id=plan.message_id,
-                webhook_timestamp=timestamp,
-                outcome="succeeded" if result.ok else "failed",
-                status_code=result.status_code,
-                duration_ms=result.duration_ms,
-                error_kind=result.error_kind,
-                error=result.error[:500] if result.error else None,
-                response_body=result.body,
-                response_truncated=result.truncated,
-                retry_after=result.retry_after,
-                location=result.location,
-                next_attempt_at=decision.retry_at,
-                decision=decision.reason[:200],
+                webhook_timestamp=0,
+                outcome="interrupted",
+                duration_ms=0,
+                error_kind="interrupted",
+                error=_INTERRUPTED,
             )
         )
-        disable_reason = None
-        if ep is not None and not result.ok:
-            if decision.disable_endpoint:
-                disable_reason = "the partner answered 410 Gone"
-            elif ep.failing_since is None:
-                ep.failing_since = now
-            elif endpoint_should_disable(ep.failing_since, now):
-                disable_reason = "failing for 5 days without a single success"
-        elif ep is not None:
-            ep.failing_since = None
-        if ep is not None and disable_reason and ep.status == "enabled":
-            disable(s, ep, disable_reason, now=now)
-        d.attempts = number
-        d.last_status_code = result.status_code
-        d.updated_at = now
-        if result.ok:
-            d.status, d.delivered_at, d.next_attempt_at, d.last_error = "delivered", now, None, None
-        elif decision.retry_at is not None and ep is not None and ep.status == "enabled":
-            d.status, d.next_attempt_at, d.last_error = (
-                "pending",
-                decision.retry_at,
-                _describe(result),
-            )
-        else:
-            d.status, d.next_attempt_at = "failed", None
-            d.last_error = _describe(result) + (f"; {disable_reason}" if disable_reason else "")
-        if d.status == "pending":
-            assert decision.retry_at is not None
-            ctx.reschedule(s, decision.retry_at)
-        else:
-            ctx.complete(s)
-    log.info(
-        "delivery attempt",
-        extra={
-            "action": "delivery.attempt",
-            "delivery_id": plan.delivery_id,
-            "endpoint_id": plan.endpoint_id,
-            "attempt": number,
-            "status_code": result.status_code,
-            "error_kind": result.error_kind,
-            "duration_ms": result.duration_ms,
-            "outcome": "succeeded" if result.ok else decision.reason,
-        },
+    number += 1
+    decision = POLICY.decide(
+        number,
+        status_code=result.status_code,
+        error_kind=result.error_kind,
+        retry_after=result.retry_after,
+        now=now,
     )
+    attempts.append(
+        _attempt_row(
+            common,
+            number=number,
+            webhook_timestamp=o.timestamp,
+            outcome="succeeded" if result.ok else "failed",
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            error_kind=result.error_kind,
+            error=result.error[:500] if result.error else None,
+            response_body=result.body,
+            response_truncated=result.truncated,
+            retry_after=result.retry_after,
+            location=result.location,
+            next_attempt_at=decision.retry_at,
+            decision=decision.reason[:200],
+        )
+    )
+    disable_reason = None
+    if ep is not None and not result.ok:
+        if decision.disable_endpoint:
+            disable_reason = "the partner answered 410 Gone"
+        elif ep.failing_since is None:
+            ep.failing_since = now
+        elif endpoint_should_disable(ep.failing_since, now):
+            disable_reason = "failing for 5 days without a single success"
+    elif ep is not None:
+        ep.failing_since = None
+    if ep is not None and disable_reason and ep.status == "enabled":
+        disable(s, ep, disable_reason, now=now)
+    d.attempts = number
+    d.last_status_code = result.status_code
+    d.updated_at = now
+    if result.ok:
+        d.status, d.delivered_at, d.next_attempt_at, d.last_error = "delivered", now, None, None
+    elif decision.retry_at is not None and ep is not None and ep.status == "enabled":
+        d.status, d.next_attempt_at, d.last_error = "pending", decision.retry_at, _describe(result)
+    else:
+        d.status, d.next_attempt_at = "failed", None
+        d.last_error = _describe(result) + (f"; {disable_reason}" if disable_reason else "")
+    return number, "succeeded" if result.ok else decision.reason
+
+
+_ATTEMPT_DEFAULTS: dict[str, Any] = {
+    "status_code": None,
+    "error_kind": None,
+    "error": None,
+    "response_body": None,
+    "response_truncated": False,
+    "retry_after": None,
+    "location": None,
+    "next_attempt_at": None,
+    "decision": None,
+}
+
+
+def _attempt_row(common: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """A full row (every column named, so one executemany takes them all)."""
+    return {"id": ids.new_id("attempt"), **common, **_ATTEMPT_DEFAULTS, **values}
 
 
 def _busy(ctx: JobContext) -> None:
     delay = BUSY_DELAY * random.uniform(0.75, 1.5)
-    with _write(ctx.rt) as s:
+    with ctx.rt.db.write() as s:
         ctx.reschedule(s, ctx.rt.clock.now() + delay, postpone=True)
 
 
 @handler(JOB_KIND)
 async def deliver(ctx: JobContext) -> None:
     """Send one delivery (the job's key is the delivery id)."""
-    plan = await asyncio.to_thread(_prepare, ctx)
+    state = _state()
+    plan = await state.coalescer(_prepare_many).submit(ctx)
     if plan is None:
         return
     interrupted = min(max(ctx.job.attempts - 1, 0), MAX_INTERRUPTED)
-    state = _state()
     slot = state.slots.get(plan.endpoint_id)
     if slot is None:
         slot = state.slots[plan.endpoint_id] = asyncio.Semaphore(ENDPOINT_CONCURRENCY)
@@ -329,7 +442,7 @@ async def deliver(ctx: JobContext) -> None:
         result = await send(client_for(ctx.rt), plan.url, plan.body, headers)
     finally:
         slot.release()
-    await asyncio.to_thread(_record, ctx, plan, result, timestamp, interrupted)
+    await state.coalescer(_record_many).submit(_Outcome(ctx, plan, result, timestamp, interrupted))
 
 
 async def send_test(rt: Runtime, caller: Caller, endpoint_id: str) -> dict[str, Any]:

@@ -37,6 +37,11 @@ class JobContext:
         jobstore.complete(session, self.job.id, self.worker_id, now=self.rt.clock.now())
         self.completed = True
 
+    def completed_elsewhere(self) -> None:
+        """The handler ended this job in its transaction through a batch call
+        (``jobstore.complete_many`` / ``reschedule_many``)."""
+        self.completed = True
+
     def reschedule(self, session: Session, run_at: dt.datetime, *, postpone: bool = False) -> None:
         """Run this job again at ``run_at`` (in the handler's transaction); the worker then
         neither completes nor fails it. ``postpone``: this run did nothing, so it does not

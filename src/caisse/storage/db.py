@@ -8,8 +8,9 @@ uses row locks (``FOR UPDATE``, ``SKIP LOCKED``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -57,6 +58,25 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_SQLITE_LOCKS: dict[str, threading.RLock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
+
+
+def sqlite_write_lock(url: str) -> threading.RLock:
+    """The process's lock for writing one SQLite file.
+
+    SQLite lets one writer in at a time; threads that collide inside SQLite wait in its busy
+    handler, which *sleeps* (1, 2, 5 … 100 ms) instead of waking when the lock frees. Taking
+    turns on a Python lock first keeps each write at its own cost. Other processes still meet
+    in SQLite's busy handler.
+    """
+    with _SQLITE_LOCKS_GUARD:
+        lock = _SQLITE_LOCKS.get(url)
+        if lock is None:
+            lock = _SQLITE_LOCKS[url] = threading.RLock()
+        return lock
+
+
 class Database:
     """One engine and its session factories; built once per process from the settings."""
 
@@ -64,6 +84,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.is_sqlite = url.startswith("sqlite")
+        self._write_lock = sqlite_write_lock(url) if self.is_sqlite else None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(sqlite_immediate=False)
         self._readers = sessionmaker(reader, expire_on_commit=False)
@@ -71,7 +92,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error; DB outages become 503s."""
-        with _translate_outage():
+        with self.write_turn(), _translate_outage():
             session = self._sessions()
             try:
                 yield session
@@ -81,6 +102,10 @@ class Database:
                 raise
             finally:
                 session.close()
+
+    def write_turn(self) -> threading.RLock | nullcontext[None]:
+        """Hold while writing outside ``write()`` (raw connections): SQLite's turn, if any."""
+        return self._write_lock if self._write_lock is not None else nullcontext()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from caisse.storage import models as m
@@ -129,6 +129,46 @@ def complete(session: Session, job_id: int, worker_id: str, *, now: dt.datetime)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def complete_many(
+    session: Session, job_ids: list[int], worker_id: str, *, now: dt.datetime
+) -> None:
+    """``complete`` for a batch of jobs in one statement (group-committing handlers)."""
+    if job_ids:
+        session.execute(
+            update(m.Job)
+            .where(m.Job.id.in_(job_ids), m.Job.locked_by == worker_id, m.Job.status == "running")
+            .values(status="done", locked_until=None, updated_at=now, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def reschedule_many(
+    session: Session, runs: list[tuple[int, dt.datetime]], worker_id: str, *, now: dt.datetime
+) -> None:
+    """``reschedule`` (a fresh run, attempts back to 0) for a batch, as one executemany."""
+    if not runs:
+        return
+    table: Table = m.Job.__table__  # type: ignore[assignment]
+    session.execute(
+        update(table)
+        .where(
+            table.c.id == bindparam("job_id"),
+            table.c.locked_by == worker_id,
+            table.c.status == "running",
+        )
+        .values(
+            status="queued",
+            run_at=bindparam("new_run_at"),
+            attempts=0,
+            locked_by=None,
+            locked_until=None,
+            last_error=None,
+            updated_at=now,
+        ),
+        [{"job_id": job_id, "new_run_at": run_at} for job_id, run_at in runs],
+    )
 
 
 def reschedule(
