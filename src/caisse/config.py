@@ -18,6 +18,7 @@ FIREBASE_CERTS_URL = (
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
 )
 DEFAULT_XSOLLA_API_BASE = "https://store.xsolla.com"
+DEFAULT_XSOLLA_MERCHANT_API_BASE = "https://api.xsolla.com"
 
 
 class Secret:
@@ -80,6 +81,7 @@ class Settings:
     stripe_connect_secret_keys: tuple[Secret, ...] = ()
     stripe_connect_webhook_secrets: tuple[Secret, ...] = ()
     xsolla_api_base: str = DEFAULT_XSOLLA_API_BASE
+    xsolla_merchant_api_base_override: str | None = None
     smtp_url: Secret | None = None
     mail_from: str = "caisse <no-reply@localhost>"
     firebase_certs_url: str = FIREBASE_CERTS_URL
@@ -92,6 +94,17 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     generated: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def xsolla_merchant_api_base(self) -> str:
+        """Xsolla's merchant API (transaction reports): ``CAISSE_XSOLLA_MERCHANT_API_BASE``;
+        else ``https://api.xsolla.com`` with the default Store API, or the same host as a custom
+        ``CAISSE_XSOLLA_API_BASE`` (the simulator serves both)."""
+        if self.xsolla_merchant_api_base_override:
+            return self.xsolla_merchant_api_base_override
+        if self.xsolla_api_base == DEFAULT_XSOLLA_API_BASE:
+            return DEFAULT_XSOLLA_MERCHANT_API_BASE
+        return self.xsolla_api_base
 
     @property
     def is_sqlite(self) -> bool:
@@ -144,6 +157,9 @@ class Settings:
             stripe_connect_secret_keys=_secrets(get("CAISSE_STRIPE_CONNECT_SECRET_KEY")),
             stripe_connect_webhook_secrets=_secrets(get("CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET")),
             xsolla_api_base=(get("CAISSE_XSOLLA_API_BASE") or DEFAULT_XSOLLA_API_BASE).rstrip("/"),
+            xsolla_merchant_api_base_override=(
+                (get("CAISSE_XSOLLA_MERCHANT_API_BASE") or "").rstrip("/") or None
+            ),
             smtp_url=Secret(smtp) if smtp else None,
             mail_from=get("CAISSE_MAIL_FROM") or "caisse <no-reply@localhost>",
             firebase_certs_url=get("CAISSE_FIREBASE_CERTS_URL") or FIREBASE_CERTS_URL,

@@ -11,10 +11,13 @@ down), in two passes per tenant and environment:
    processing or partially paid after a grace period, and apply it through the same state
    machine. A fresh API read is the newest truth, so it is applied as observed now.
 
-Every Stripe call takes a token from the tenant's ``RateLimiter`` bucket. The periodic job
-``reconcile`` runs both passes every ``INTERVAL`` (the worker enqueues it at start).
+Every Stripe call takes a token from the tenant's ``RateLimiter`` bucket.
 
-Xsolla orders are not reconciled here yet (see docs/stripe-events.md, "Reconciliation").
+Xsolla orders are then reconciled by :mod:`caisse.xsolla.reconcile` (Xsolla's transaction
+reports, looked up by our order id; missed refunds listed per project). One run covers both
+providers; the periodic job ``reconcile`` runs it every ``INTERVAL`` (the worker enqueues it at
+start). The report has one row per tenant, environment and provider; a provider's failure for one
+tenant is an error on that row, never the end of the run.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ from caisse.jobs.worker import backoff_seconds
 from caisse.orders.apply import apply_snapshots
 from caisse.providers.stripe.mapping import payment_snapshot
 from caisse.providers.stripe.ratelimit import RateLimiter
+from caisse.providers.xsolla.client import DEFAULT_TIMEOUT as XSOLLA_TIMEOUT
+from caisse.providers.xsolla.ratelimit import XsollaRateLimiter
 from caisse.runtime import Runtime
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.storage.inbound import InboundBatchWriter
+from caisse.xsolla.reconcile import reconcile_xsolla
 
 log = logging.getLogger("caisse.reconcile")
 
@@ -61,12 +67,59 @@ _LIMITER = RateLimiter(share=0.5)  # leave half of the budget to the tenants' ow
 
 
 @dataclass
-class ReconcileReport:
+class TenantReport:
+    """What one run did for one tenant, environment and provider."""
+
+    tenant_id: str
+    environment: str
+    provider: str
     checked: int = 0
     repaired: int = 0
     events_listed: int = 0
     events_added: int = 0
     errors: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@dataclass
+class ReconcileReport:
+    """Rows per (tenant, environment, provider), and the run's totals."""
+
+    rows: dict[tuple[str, str, str], TenantReport] = field(default_factory=dict)
+
+    def row(self, tenant_id: str, environment: str, provider: str) -> TenantReport:
+        key = (tenant_id, environment, provider)
+        if key not in self.rows:
+            self.rows[key] = TenantReport(tenant_id, environment, provider)
+        return self.rows[key]
+
+    def tenants(self) -> list[TenantReport]:
+        return [self.rows[k] for k in sorted(self.rows)]
+
+    @property
+    def checked(self) -> int:
+        return sum(r.checked for r in self.rows.values())
+
+    @property
+    def repaired(self) -> int:
+        return sum(r.repaired for r in self.rows.values())
+
+    @property
+    def events_listed(self) -> int:
+        return sum(r.events_listed for r in self.rows.values())
+
+    @property
+    def events_added(self) -> int:
+        return sum(r.events_added for r in self.rows.values())
+
+    @property
+    def errors(self) -> list[str]:
+        """Every error, prefixed with its tenant, environment and provider."""
+        return [
+            f"{r.tenant_id} ({r.environment}, {r.provider}): {e}"
+            for r in self.tenants()
+            for e in r.errors
+        ]
 
 
 def reconcile(
@@ -77,9 +130,47 @@ def reconcile(
     progress: Callable[[str], None] | None = None,
     limiter: RateLimiter | None = None,
     events: bool = True,
+    stripe: bool = True,
+    xsolla: bool = True,
+    xsolla_limiter: XsollaRateLimiter | None = None,
+    xsolla_timeout: float = XSOLLA_TIMEOUT,
 ) -> ReconcileReport:
+    """Reconcile Stripe then Xsolla orders, for one tenant or all; never raises for a
+    provider's error (each lands on its tenant's row)."""
     report = ReconcileReport()
-    limiter = limiter or _LIMITER
+    if stripe:
+        _reconcile_stripe(
+            rt, report, tenant_id=tenant_id, grace=grace, progress=progress,
+            limiter=limiter or _LIMITER, events=events,
+        )  # fmt: skip
+    if xsolla:
+        for outcome in reconcile_xsolla(
+            rt,
+            tenant_id=tenant_id,
+            grace=grace,
+            progress=progress,
+            limiter=xsolla_limiter,
+            timeout=xsolla_timeout,
+        ):
+            row = report.row(outcome.tenant_id, outcome.environment, "xsolla")
+            row.checked += outcome.checked
+            row.repaired += outcome.repaired
+            row.errors += outcome.errors
+            row.skipped = outcome.skipped
+    return report
+
+
+def _reconcile_stripe(
+    rt: Runtime,
+    report: ReconcileReport,
+    *,
+    tenant_id: str | None,
+    grace: dt.timedelta,
+    progress: Callable[[str], None] | None,
+    limiter: RateLimiter,
+    events: bool,
+) -> None:
+    """The two Stripe passes (events catch-up, waiting orders)."""
     if events:
         catch_up_events(rt, report, tenant_id=tenant_id, limiter=limiter)
     now = rt.clock.now()
@@ -105,12 +196,13 @@ def reconcile(
             )
     for order_id, tenant, env, pi_id in orders:
         assert pi_id is not None  # selected with provider_payment_id IS NOT NULL
-        report.checked += 1
+        row = report.row(tenant, env, "stripe")
+        row.checked += 1
         if progress:
             progress(order_id)
         key = keys.get((tenant, env))
         if key is None:
-            report.errors.append(f"{order_id}: no Stripe key for {tenant} ({env})")
+            row.errors.append(f"{order_id}: no Stripe key")
             continue
         try:
             limiter.acquire(tenant, env)
@@ -125,12 +217,11 @@ def reconcile(
                     cause=DomainEvent("reconcile.applied", {"payment_intent": pi_id}),
                 )
         except CaisseError as exc:
-            report.errors.append(f"{order_id}: {exc.message}")
+            row.errors.append(f"{order_id}: {exc.message}")
             continue
         if changed:
-            report.repaired += 1
+            row.repaired += 1
             log.info("order repaired", extra={"action": "reconcile.repaired", "order_id": order_id})
-    return report
 
 
 def catch_up_events(
@@ -162,7 +253,9 @@ def catch_up_events(
             )
         }
     for tenant, env, secret_key, account, disconnected in accounts:
+        row = report.row(tenant, env, "stripe")
         if disconnected:
+            row.skipped = "Stripe account disconnected"
             continue  # the platform may no longer read a disconnected account's events
         now = rt.clock.now()
         oldest = int((now - EVENT_RETENTION).timestamp()) + 60
@@ -174,11 +267,11 @@ def catch_up_events(
             limiter.acquire(tenant, env)
             listed = rt.stripe(secret_key, account).list_events(created_gt=since)
         except CaisseError as exc:
-            report.errors.append(f"{tenant} ({env}): events not listed: {exc.message}")
+            row.errors.append(f"events not listed: {exc.message}")
             continue
-        report.events_listed += len(listed)
+        row.events_listed += len(listed)
         added = store_listed_events(rt, tenant, env, listed)
-        report.events_added += len(added)
+        row.events_added += len(added)
         newest = max([int(e.get("created") or 0) for e in listed] + [cursor or since])
         _save_cursor(rt, tenant, env, newest)
         for event_id in added:
@@ -269,5 +362,17 @@ def run_periodic(ctx: JobContext) -> None:
             "errors": len(report.errors),
         },
     )
+    for row in report.tenants():
+        if row.errors:
+            log.warning(
+                "reconcile errors",
+                extra={
+                    "action": "reconcile.tenant_errors",
+                    "tenant_id": row.tenant_id,
+                    "environment": row.environment,
+                    "provider": row.provider,
+                    "errors": row.errors[:20],
+                },
+            )
     with ctx.rt.db.write() as s:
         ctx.reschedule(s, ctx.rt.clock.now() + INTERVAL)

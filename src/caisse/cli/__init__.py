@@ -9,6 +9,7 @@ import typer
 
 from caisse.cli import delivery as delivery
 from caisse.cli import ops as ops
+from caisse.cli import reconcile as reconcile
 from caisse.cli import simulate as simulate
 from caisse.cli import tenants as tenants
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 ops.register(app)
+reconcile.register(app)
 app.add_typer(tenants.tenant_app, name="tenant")
 app.add_typer(tenants.user_app, name="user")
 app.add_typer(simulate.simulate_app, name="simulate")

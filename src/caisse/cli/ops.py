@@ -1,14 +1,13 @@
-"""Running caisse: serve, worker, migrate, reconcile, demo."""
+"""Running caisse: serve, worker, migrate, demo (``reconcile`` is in ``cli/reconcile.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Annotated
 
 import typer
 
-from caisse.cli.common import console, errors, out, runtime, settings
+from caisse.cli.common import console, errors, runtime, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -73,25 +72,6 @@ def register(app: typer.Typer) -> None:
         with errors():
             upgrade(s.database_url)
         console.print("[green]Database schema is up to date.[/]")
-
-    @app.command()
-    def reconcile(
-        tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
-        grace_minutes: Annotated[int, typer.Option(help="Leave younger orders alone")] = 10,
-    ) -> None:
-        """Repair orders whose provider events never arrived."""
-        from rich.progress import Progress
-
-        from caisse.reconcile import reconcile as run
-
-        with runtime() as rt, errors(), Progress(console=console, transient=True) as bar:
-            task = bar.add_task("Checking orders", total=None)
-            report = run(rt, tenant_id=tenant, grace=dt.timedelta(minutes=grace_minutes),
-                         progress=lambda _: bar.advance(task))
-        out.print(f"checked [bold]{report.checked}[/] orders, repaired "
-                  f"[bold green]{report.repaired}[/], errors [bold red]{len(report.errors)}[/]")
-        for err in report.errors:
-            console.print(f"  [red]•[/] {err}")
 
     @app.command()
     def demo(

@@ -218,8 +218,15 @@ def validate_xsolla(body: dict[str, Any]) -> dict[str, Any]:
         cleaned = clean_return_url(url, f"return_url_allowlist[{i}]")
         if cleaned not in urls:
             urls.append(cleaned)
+    # Optional: the merchant (company) id, for the transaction reports reconciliation reads.
+    raw_merchant = body.get("merchant_id")
+    merchant = str(raw_merchant).strip() if isinstance(raw_merchant, int | str) else ""
+    if raw_merchant is not None and (
+        isinstance(raw_merchant, bool) or not _XSOLLA_PROJECT.match(merchant)
+    ):
+        raise InvalidRequest("merchant_id is Xsolla's numeric merchant id", param="merchant_id")
     known = {"project_id", "api_key", "webhook_secret", "firebase_project_id"}
-    unknown = set(body) - known - {"return_url_allowlist"}
+    unknown = set(body) - known - {"return_url_allowlist", "merchant_id"}
     if unknown:
         raise InvalidRequest(f"Unknown field {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
     return {
@@ -228,6 +235,7 @@ def validate_xsolla(body: dict[str, Any]) -> dict[str, Any]:
         "webhook_secret": _secret(body.get("webhook_secret"), "webhook_secret"),
         "firebase_project_id": firebase,
         "return_url_allowlist": urls,
+        "merchant_id": merchant or None,
     }
 
 
@@ -251,6 +259,7 @@ def put_xsolla(
         "project_id": data["project_id"],
         "firebase_project_id": data["firebase_project_id"],
         "return_url_allowlist": data["return_url_allowlist"],
+        "merchant_id": data["merchant_id"],
     }
     row.secrets = {
         "api_key": box.encrypt(data["api_key"]),
@@ -271,6 +280,7 @@ def xsolla_view(row: m.ProviderAccount, box: SecretBox, public_url: str) -> dict
         "livemode": row.environment == "live",
         "sandbox": row.environment == "test",
         "project_id": config.get("project_id"),
+        "merchant_id": config.get("merchant_id"),
         "api_key": mask(box.decrypt(secrets["api_key"])),
         "webhook_secret": mask(box.decrypt(secrets["webhook_secret"])),
         "firebase_project_id": config.get("firebase_project_id"),
@@ -292,6 +302,7 @@ class XsollaAccount:
     webhook_secret: str
     firebase_project_id: str
     return_url_allowlist: tuple[str, ...]
+    merchant_id: str | None = None  # needed by reconciliation (merchant transaction reports)
 
     @property
     def sandbox(self) -> bool:
@@ -316,6 +327,7 @@ def xsolla_accounts(session: Session, box: SecretBox, tenant_id: str) -> dict[st
             webhook_secret=box.decrypt(secrets["webhook_secret"]),
             firebase_project_id=str(config["firebase_project_id"]),
             return_url_allowlist=tuple(config.get("return_url_allowlist") or ()),
+            merchant_id=str(config["merchant_id"]) if config.get("merchant_id") else None,
         )
     return out
 

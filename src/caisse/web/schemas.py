@@ -78,6 +78,7 @@ class XsollaCredentialsIn(Strict):
     webhook_secret: str = Field(max_length=255)
     firebase_project_id: str = Field(max_length=30)
     return_url_allowlist: list[str] = Field(default_factory=list, max_length=20)
+    merchant_id: int | str | None = None  # for reconciliation (merchant transaction reports)
 
 
 class PriceIn(Strict):

@@ -123,38 +123,22 @@ def handle(
     kept = {k.lower(): v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
     now = rt.clock.now()
     with rt.db.write() as s:
-        event_id = ids.new_id("event")
-        inserted = s.execute(
-            insert_ignore(
-                s,
-                m.InboundEvent.__table__,  # type: ignore[arg-type]
-                conflict=["tenant_id", "provider", "provider_event_id"],
-            ).returning(m.InboundEvent.id),
-            {
-                "id": event_id,
-                "tenant_id": tenant_id,
-                "environment": env,
-                "provider": PROVIDER,
-                "provider_event_id": _event_key(message, raw),
-                "type": _type(message),
-                "provider_account_id": account.project_id,
-                "provider_created_at": _when(message),
-                "body": raw,
-                "headers": kept,
-                "remote_addr": remote_addr,
-                "status": "pending",
-                "order_id": None,
-                "attempts": 1,
-                "error": None,
-                "run_at": now,  # the row is never left for a worker: final below
-                "received_at": now,
-                "processed_at": None,
-            },
-        ).scalar_one_or_none()  # RETURNING: rowcounts of ON CONFLICT are not portable
-        if inserted is None:
+        event = record_event(
+            s,
+            tenant_id=tenant_id,
+            environment=env,
+            key=_event_key(message, raw),
+            type=_type(message),
+            project_id=account.project_id,
+            created_at=_when(message),
+            body=raw,
+            headers=kept,
+            remote_addr=remote_addr,
+            now=now,
+        )
+        if event is None:
             return _replay(s, tenant_id, _event_key(message, raw))
-        event = s.get(m.InboundEvent, event_id)
-        assert event is not None
+        event_id = event.id
         try:
             event.status = _dispatch(s, rt, account, event, message, now)
             verdict = OK
@@ -184,6 +168,64 @@ def handle(
     return verdict
 
 
+def record_event(
+    s: Session,
+    *,
+    tenant_id: str,
+    environment: str,
+    key: str,
+    type: str,
+    project_id: str,
+    created_at: dt.datetime | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    remote_addr: str | None,
+    now: dt.datetime,
+) -> m.InboundEvent | None:
+    """Store a notification once per (tenant, provider, ``key``), in the caller's transaction,
+    as ``pending``; None when that key is already stored (a duplicate: apply nothing). Webhooks
+    and reconciliation share the keys, so whichever comes first has the only effect."""
+    event_id = ids.new_id("event")
+    inserted = s.execute(
+        insert_ignore(
+            s,
+            m.InboundEvent.__table__,  # type: ignore[arg-type]
+            conflict=["tenant_id", "provider", "provider_event_id"],
+        ).returning(m.InboundEvent.id),
+        {
+            "id": event_id,
+            "tenant_id": tenant_id,
+            "environment": environment,
+            "provider": PROVIDER,
+            "provider_event_id": key,
+            "type": type,
+            "provider_account_id": project_id,
+            "provider_created_at": created_at,
+            "body": body,
+            "headers": dict(headers),
+            "remote_addr": remote_addr,
+            "status": "pending",
+            "order_id": None,
+            "attempts": 1,
+            "error": None,
+            "run_at": now,  # the row is never left for a worker: the caller makes it final
+            "received_at": now,
+            "processed_at": None,
+        },
+    ).scalar_one_or_none()  # RETURNING: rowcounts of ON CONFLICT are not portable
+    return None if inserted is None else s.get(m.InboundEvent, event_id)
+
+
+def order_paid_key(xsolla_order_id: int) -> str:
+    """The idempotency key of an order's payment, for ``order_paid`` and reconciliation."""
+    return f"order_paid:{xsolla_order_id}"
+
+
+def order_canceled_key(xsolla_order_id: int) -> str:
+    """The idempotency key of an order's cancellation or refund."""
+    return f"order_canceled:{xsolla_order_id}"
+
+
 def _signed(raw: bytes, authorization: str | None, account: XsollaAccount) -> bool:
     try:
         signature.verify(raw, authorization, account.webhook_secret)
@@ -201,8 +243,10 @@ def _environment(message: wh.XsollaNotification, signed_for: set[str]) -> str:
 
 def _event_key(message: wh.XsollaNotification, raw: bytes) -> str:
     digest = hashlib.sha256(raw).hexdigest()
-    if isinstance(message, wh.OrderPaid | wh.OrderCanceled):
-        return f"{message.TYPE}:{message.order_id}"
+    if isinstance(message, wh.OrderPaid):
+        return order_paid_key(message.order_id)
+    if isinstance(message, wh.OrderCanceled):
+        return order_canceled_key(message.order_id)
     if isinstance(message, wh.Refund) and message.partial:
         return f"partial_refund:{message.transaction_id}:{digest[:16]}"
     if isinstance(message, wh.Payment | wh.Refund):
@@ -293,7 +337,7 @@ def _dispatch(
             return "unmatched"
         _same_environment(xo, account)
         event.order_id = xo.order_id
-        _revoke(s, xo, event, message.transaction_id, now, "order_canceled")
+        revoke(s, xo, event.id, message.transaction_id, now, "order_canceled")
         return "processed"
     if isinstance(message, wh.Refund):
         xo = _find_by_transaction(s, account, message.transaction)
@@ -304,7 +348,7 @@ def _dispatch(
         if message.partial:  # amounts of partial refunds are not modelled: recorded only
             return "processed"
         reason = f"refund code {message.code}" if message.code is not None else "refund"
-        _revoke(s, xo, event, message.transaction_id, now, reason)
+        revoke(s, xo, event.id, message.transaction_id, now, reason)
         return "processed"
     if isinstance(message, wh.Payment):
         # Separate mode: recorded, never fulfilled from; order_paid follows and grants.
@@ -341,39 +385,68 @@ def _order_paid(
     expected = to_decimal(xo.unit_amount * xo.quantity, xo.currency)
     if total is None or (total.currency or "").lower() != xo.currency or total.value != expected:
         raise _Refuse(wh.INCORRECT_AMOUNT, "The amount differs from the order's price")
-    amount = xo.unit_amount * xo.quantity
     tx = message.transaction
-    observed = (tx.payment_date if tx is not None else None) or now
-    snapshot = PaymentSnapshot(
-        provider=PROVIDER,
-        provider_payment_id=_payment_id(message.transaction_id, message.order_id),
-        status=PaymentStatus.SUCCEEDED,
-        amount=amount,
-        currency=xo.currency,
-        observed_at=observed,
-        amount_received=amount,
+    settle_paid(
+        s,
+        xo,
+        event.id,
+        transaction_id=message.transaction_id,
+        xsolla_order_id=message.order_id,
         method=tx.payment_method_name if tx is not None else None,
+        observed_at=(tx.payment_date if tx is not None else None) or now,
+        now=now,
+        cause=DomainEvent(
+            "xsolla.order_paid",
+            {"xsolla_order_id": message.order_id, "transaction_id": message.transaction_id},
+        ),
     )
-    cause = DomainEvent(
-        "xsolla.order_paid",
-        {"xsolla_order_id": message.order_id, "transaction_id": message.transaction_id},
-    )
-    apply_snapshots(s, xo.order_id, [snapshot], now=now, cause=cause, source_event_id=event.id)
-    order = s.get(m.Order, xo.order_id)
-    if order is not None and order.status not in CANCELED_ORDER_STATUSES:
-        entitlements.grant(s, xo, now=now, event_id=event.id)
     return "processed"
 
 
-def _revoke(
+def settle_paid(
     s: Session,
     xo: m.XsollaOrder,
-    event: m.InboundEvent,
+    event_id: str,
+    *,
+    transaction_id: str | None,
+    method: str | None,
+    observed_at: dt.datetime,
+    now: dt.datetime,
+    cause: DomainEvent,
+    xsolla_order_id: int | None = None,
+) -> bool:
+    """Record the checked payment through the common path and grant the items once; True
+    when the order changed. The caller has matched player, items and amount."""
+    amount = xo.unit_amount * xo.quantity
+    snapshot = PaymentSnapshot(
+        provider=PROVIDER,
+        provider_payment_id=_payment_id(transaction_id, xsolla_order_id or xo.xsolla_order_id),
+        status=PaymentStatus.SUCCEEDED,
+        amount=amount,
+        currency=xo.currency,
+        observed_at=observed_at,
+        amount_received=amount,
+        method=method,
+    )
+    changed = apply_snapshots(
+        s, xo.order_id, [snapshot], now=now, cause=cause, source_event_id=event_id
+    )
+    order = s.get(m.Order, xo.order_id)
+    if order is not None and order.status not in CANCELED_ORDER_STATUSES:
+        entitlements.grant(s, xo, now=now, event_id=event_id)
+    return bool(changed)
+
+
+def revoke(
+    s: Session,
+    xo: m.XsollaOrder,
+    event_id: str,
     transaction_id: str | None,
     now: dt.datetime,
     reason: str,
-) -> None:
-    """Cancel or refund the order through the common path, and take the items back."""
+) -> bool:
+    """Cancel or refund the order through the common path, and take the items back; True
+    when the order changed."""
     row, _ = order_store.load(s, xo.order_id)
     payment_id = _payment_id(transaction_id, xo.xsolla_order_id)
     snapshot: PaymentSnapshot | ChargeSnapshot
@@ -404,8 +477,11 @@ def _revoke(
             observed_at=now,
         )
     cause = DomainEvent(f"xsolla.{reason.split(' ')[0]}", {"reason": reason})
-    apply_snapshots(s, xo.order_id, [snapshot], now=now, cause=cause, source_event_id=event.id)
-    entitlements.revoke(s, xo.order_id, now=now, event_id=event.id, reason=reason)
+    changed = apply_snapshots(
+        s, xo.order_id, [snapshot], now=now, cause=cause, source_event_id=event_id
+    )
+    entitlements.revoke(s, xo.order_id, now=now, event_id=event_id, reason=reason)
+    return bool(changed)
 
 
 def _payment_id(transaction_id: str | None, order_id: int | None) -> str:

@@ -8,10 +8,30 @@
   creation date, for reconciliation of webhooks that never came.
 - ``GET {base}/api/v2/project/{project_id}/order/{order_id}`` is a client-side call authorised by
   the order's Pay Station token (``Bearer``); there is no Basic-auth "get order" in the API.
+- Pay Station reports, on the *merchant* API (``{merchant_base}``, ``https://api.xsolla.com`` in
+  production), HTTP Basic ``merchant_id:api_key`` with a key valid for all the company's projects
+  (these paths carry no project id):
+
+  - ``GET /merchant/v2/merchants/{merchant_id}/reports/transactions/simple_search`` ("Find
+    transactions (fast search)", answers "within seconds"): exactly one of ``transaction_id`` or
+    ``external_id`` (else 422), 404 when no transaction matches; a JSON list of transactions
+    ``{transaction{id, external_id, status, payment_date, project{id, name}, refund_reason},
+    payment_details{payment{amount, currency}}, user{id, country, …}}``.
+  - ``GET /merchant/v2/merchants/{merchant_id}/reports/transactions/search.json`` ("Find
+    transactions"): filters ``datetime_from``, ``datetime_to``, ``project_id``, ``transaction_id``,
+    ``external_id``, ``user_id``, ``type`` (``all``/``transferred``/``canceled``/``test``),
+    ``show_dry_run``, ``status``, ``offset``, ``limit``; a JSON list with ``transaction{…,
+    dry_run, create_date}`` and ``purchase`` as well.
+
+  Transaction statuses: ``created``, ``processing``, ``review``, ``error``, ``done``,
+  ``awaitingRefund``, ``refunded``, ``canceled``, ``partiallyRefunded``.
 
 Sources: https://developers.xsolla.com/api/igs-bb/operation/admin-create-payment-token/ ,
 https://xsolla.redocly.app/api/shop-builder/order/admin-order-search.md ,
-https://developers.xsolla.com/api/igs-bb/operation/get-order/ .
+https://developers.xsolla.com/api/igs-bb/operation/get-order/ ,
+https://developers.xsolla.com/api/pay-station/operation/find-transactions/ ,
+https://xsolla.redocly.app/api/pay-station/reports/find-transactions-fast.md . Xsolla publishes no
+numeric rate limit for these calls; see ``providers/xsolla/ratelimit.py``.
 
 Errors are translated here and nowhere else: an Xsolla 4xx raises :class:`XsollaRejected` (a
 :class:`~caisse.errors.ProviderRejected` carrying Xsolla's HTTP status and ``errorCode``), a 5xx or
@@ -45,6 +65,8 @@ from caisse.errors import (
 
 API_VERSION: Final = "2.0.0"
 DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_MERCHANT_API_BASE: Final = "https://api.xsolla.com"
+SEARCH_PAGE: Final = 100
 _PROJECT_RE = re.compile(r"[0-9]{1,12}")
 _MAX_MESSAGE = 200
 
@@ -116,17 +138,43 @@ class OrderDetails:
     items: tuple[OrderLine, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """One Pay Station transaction as the merchant reports describe it.
+
+    ``external_id`` is our order id (sent as ``settings.external_id`` in the token call);
+    ``amount``/``currency`` are what the buyer paid (``payment_details.payment``); ``dry_run`` is
+    None when the answer does not say (the fast search documents no such field). ``raw`` is the
+    transaction's JSON as received, kept for the audit trail only.
+    """
+
+    id: str
+    external_id: str | None
+    status: str
+    project_id: str | None
+    user_id: str | None
+    amount: Decimal | None
+    currency: str | None
+    dry_run: bool | None
+    payment_date: dt.datetime | None
+    refund_reason: str | None
+    payment_method: str | None
+    raw: bytes
+
+
 class XsollaClient:
-    """Async client for the Xsolla Store calls caisse needs; one instance per process."""
+    """Async client for the Xsolla calls caisse needs; one instance per process."""
 
     def __init__(
         self,
         api_base: str,
         *,
+        merchant_api_base: str | None = None,
         http: httpx.AsyncClient | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._base = api_base.rstrip("/")
+        self._merchant_base = (merchant_api_base or DEFAULT_MERCHANT_API_BASE).rstrip("/")
         self._own_http = http is None
         self._http = http or httpx.AsyncClient()
         self._timeout = httpx.Timeout(timeout)
@@ -243,6 +291,72 @@ class XsollaClient:
             else (),
         )
 
+    async def find_transactions_fast(
+        self,
+        merchant_id: int | str,
+        api_key: str,
+        *,
+        external_id: str | None = None,
+        transaction_id: int | None = None,
+    ) -> tuple[TransactionRecord, ...]:
+        """The transactions of one of our orders (``external_id``) or one transaction id, from
+        the fast search; empty when Xsolla has none (404: the buyer never paid)."""
+        if (external_id is None) == (transaction_id is None):
+            raise InvalidRequest("Pass external_id or transaction_id, not both")
+        merchant = _project(merchant_id, param="merchant_id")
+        params = (
+            {"external_id": external_id}
+            if external_id is not None
+            else {"transaction_id": str(transaction_id)}
+        )
+        url = (
+            f"{self._merchant_base}/merchant/v2/merchants/{merchant}/reports/transactions/"
+            f"simple_search?{urlencode(params)}"
+        )
+        headers = {"Authorization": _basic(merchant, api_key)}
+        try:
+            doc = await self._request("GET", url, json_body=None, headers=headers, secret=api_key)
+        except XsollaRejected as exc:
+            if exc.status_code == 404:
+                return ()
+            raise
+        return parse_transactions(doc)
+
+    async def search_transactions(
+        self,
+        merchant_id: int | str,
+        api_key: str,
+        *,
+        project_id: int | str,
+        datetime_from: dt.datetime,
+        datetime_to: dt.datetime,
+        status: str | None = None,
+        dry_run: bool = False,
+        limit: int = SEARCH_PAGE,
+        offset: int = 0,
+    ) -> tuple[TransactionRecord, ...]:
+        """One page of the project's transactions in a period (``search.json``); ``dry_run``
+        asks for sandbox transactions too (``show_dry_run``)."""
+        merchant = _project(merchant_id, param="merchant_id")
+        params: dict[str, str] = {
+            "project_id": _project(project_id),
+            "datetime_from": _iso(datetime_from),
+            "datetime_to": _iso(datetime_to),
+            "offset": str(offset),
+            "limit": str(limit),
+        }
+        if status:
+            params["status"] = status
+        if dry_run:
+            params["show_dry_run"] = "true"
+        url = (
+            f"{self._merchant_base}/merchant/v2/merchants/{merchant}/reports/transactions/"
+            f"search.json?{urlencode(params)}"
+        )
+        headers = {"Authorization": _basic(merchant, api_key)}
+        doc = await self._request("GET", url, json_body=None, headers=headers, secret=api_key)
+        return parse_transactions(doc)
+
     async def _call(
         self,
         method: str,
@@ -252,6 +366,20 @@ class XsollaClient:
         headers: dict[str, str],
         secret: str,
     ) -> dict[str, Any]:
+        doc = await self._request(method, url, json_body=json_body, headers=headers, secret=secret)
+        if not isinstance(doc, dict):
+            raise ProviderError("Xsolla returned a JSON body that is not an object")
+        return doc
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any,
+        headers: dict[str, str],
+        secret: str,
+    ) -> Any:
         try:
             response = await self._http.request(
                 method,
@@ -281,18 +409,15 @@ class XsollaClient:
         if status < 200 or status >= 300:
             raise ProviderError(f"Xsolla answered an unexpected HTTP {status}")
         try:
-            doc = response.json()
+            return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ProviderError("Xsolla returned a body that is not JSON") from None
-        if not isinstance(doc, dict):
-            raise ProviderError("Xsolla returned a JSON body that is not an object")
-        return doc
 
 
-def _project(project_id: int | str) -> str:
+def _project(project_id: int | str, *, param: str = "project_id") -> str:
     value = str(project_id).strip()
     if isinstance(project_id, bool) or not _PROJECT_RE.fullmatch(value):
-        raise InvalidRequest("Xsolla project ids are integers", param="project_id")
+        raise InvalidRequest(f"Xsolla {param.replace('_', ' ')}s are integers", param=param)
     return value
 
 
@@ -314,7 +439,8 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _error_details(response: httpx.Response) -> tuple[int | None, str]:
-    """Xsolla errors look like ``{statusCode, errorCode, errorMessage, transactionId?}``."""
+    """Store API errors look like ``{statusCode, errorCode, errorMessage, transactionId?}``;
+    merchant API errors like ``{http_status_code, message, extended_message, request_id}``."""
     try:
         doc = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -322,7 +448,7 @@ def _error_details(response: httpx.Response) -> tuple[int | None, str]:
     if not isinstance(doc, dict):
         return None, ""
     code = doc.get("errorCode")
-    message = doc.get("errorMessage")
+    message = doc.get("errorMessage", doc.get("message"))
     return (
         int(code) if _is_int(code) else None,
         message if isinstance(message, str) else "",
@@ -385,6 +511,54 @@ def _summary(row: Any) -> OrderSummary:
         invoice_id=str(invoice) if invoice not in (None, "") else None,
         is_free=row.get("is_free") is True,
         price=_price(row.get("price")),
+    )
+
+
+def _obj(doc: Any, key: str) -> dict[str, Any]:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_transactions(doc: Any) -> tuple[TransactionRecord, ...]:
+    """A list of report rows (a lone object is read as a list of one)."""
+    rows = [doc] if isinstance(doc, dict) else doc
+    if not isinstance(rows, list):
+        raise ProviderError("Xsolla returned a malformed transaction search answer")
+    return tuple(_transaction(row) for row in rows)
+
+
+def _transaction(row: Any) -> TransactionRecord:
+    tx = _obj(row, "transaction")
+    tx_id = tx.get("id")
+    status = tx.get("status")
+    if not _is_int(tx_id) and not (isinstance(tx_id, str) and tx_id.isdigit()):
+        raise ProviderError("Xsolla returned a transaction without an id")
+    if not isinstance(status, str) or not status:
+        raise ProviderError("Xsolla returned a transaction without a status")
+    payment = _obj(_obj(row, "payment_details"), "payment")
+    method = tx.get("payment_method")
+    dry_run = tx.get("dry_run")
+    currency = payment.get("currency")
+    return TransactionRecord(
+        id=str(tx_id),
+        external_id=_text(tx.get("external_id")),
+        status=status,
+        project_id=_text(_obj(tx, "project").get("id")),
+        user_id=_text(_obj(row, "user").get("id")),
+        amount=_dec(payment.get("amount")),
+        currency=currency.upper() if isinstance(currency, str) and currency else None,
+        dry_run=None if dry_run is None else dry_run in (1, "1", True),
+        payment_date=_when(tx.get("payment_date") or tx.get("create_date")),
+        refund_reason=_text(tx.get("refund_reason")),
+        payment_method=_text(method.get("name")) if isinstance(method, dict) else None,
+        raw=json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode(),
     )
 
 

@@ -20,6 +20,17 @@ What it models, and from which documents:
   the order's own Pay Station token as ``Bearer``; ``{order_id, status, content{price, is_free,
   items}}``; 404 / 9001 "Order not found" for another order. Tokens live 24 h; an unpaid order
   older than that reads as ``expired``.
+- **Transaction reports** on the merchant API (Pay Station "Find transactions" and "Find
+  transactions (fast search)", https://developers.xsolla.com/api/pay-station/operation/find-transactions/
+  and https://xsolla.redocly.app/api/pay-station/reports/find-transactions-fast.md):
+  ``GET /merchant/v2/merchants/{merchant_id}/reports/transactions/simple_search`` (exactly one of
+  ``transaction_id``/``external_id``, else 422; 404 when nothing matches) and
+  ``GET /merchant/v2/merchants/{merchant_id}/reports/transactions/search.json`` (filters
+  ``datetime_from/to``, ``project_id``, ``transaction_id``, ``external_id``, ``user_id``, ``type``,
+  ``show_dry_run``, ``status``, ``offset``, ``limit``), Basic ``merchant_id:api_key``, JSON lists
+  shaped like the reference samples. A paid order has one transaction (``done``; ``refunded`` or
+  ``canceled`` after :meth:`SimulatorState.cancel`), listed whether or not its webhook was ever
+  sent. Errors use the merchant API's ``{http_status_code, message, request_id}`` shape.
 - **Order life cycle** (https://developers.xsolla.com/api/catalog/order-life-cycle): ``new`` →
   ``paid`` → ``done`` (set here once the ``order_paid`` webhook was acknowledged with 2xx — the
   docs do not name the trigger, so this is an assumption), ``canceled`` after a refund.
@@ -146,6 +157,7 @@ class SimOrder:
     status: str = "new"
     transaction_id: int | None = None
     payment_date: dt.datetime | None = None
+    transaction_status: str | None = None  # done, refunded, canceled (the Pay Station side)
 
     @property
     def amount(self) -> Decimal:
@@ -241,6 +253,7 @@ class SimulatorState:
         order.status = "paid"
         order.transaction_id = self._next_transaction
         order.payment_date = self.clock.now()
+        order.transaction_status = "done"
         self._next_transaction += 1
         return order
 
@@ -250,13 +263,19 @@ class SimulatorState:
             order.status = "done"
         return order
 
-    def cancel(self, order_id: int) -> SimOrder:
-        """Refunded or cancelled after payment."""
+    def cancel(self, order_id: int, *, transaction_status: str = "refunded") -> SimOrder:
+        """Refunded (or ``canceled``, e.g. a chargeback) after payment; sends nothing."""
         order = self._order(order_id)
         if order.status not in ("paid", "done"):
             raise ValueError(f"order {order_id} is {order.status}; only paid orders cancel")
+        if transaction_status not in ("refunded", "canceled"):
+            raise ValueError("a paid transaction becomes refunded or canceled")
         order.status = "canceled"
+        order.transaction_status = transaction_status
         return order
+
+    def merchant_projects(self, merchant_id: int) -> list[SimProject]:
+        return [p for p in self.projects.values() if p.merchant_id == merchant_id]
 
     def _order(self, order_id: int) -> SimOrder:
         try:
@@ -731,6 +750,79 @@ def _value(obj: Any, key: str) -> Any:
     return inner.get("value") if isinstance(inner, dict) else None
 
 
+def _merchant_error(status: int, message: str) -> JSONResponse:
+    """The merchant API's error shape (Pay Station API reference, "Errors")."""
+    return JSONResponse(
+        {
+            "http_status_code": status,
+            "message": message,
+            "extended_message": {"global_errors": [], "property_errors": {}},
+            "request_id": secrets.token_hex(8),
+        },
+        status_code=status,
+    )
+
+
+def _merchant_ok(request: Request, projects: Sequence[SimProject]) -> bool:
+    """Basic ``merchant_id:api_key``; the key must be one of the merchant's (company-wide)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded or not projects:
+        return False
+    try:
+        username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    if not sep or username != str(projects[0].merchant_id):
+        return False
+    return any(hmac.compare_digest(password.encode(), p.api_key.encode()) for p in projects)
+
+
+def _transaction_row(order: SimOrder, project: SimProject, *, full: bool) -> dict[str, Any]:
+    """One report row, as in the reference samples (``full``: the ``search.json`` shape)."""
+    assert order.transaction_id is not None
+    assert order.payment_date is not None
+    paid = _number(order.amount)
+    tx: dict[str, Any] = {
+        "id": order.transaction_id,
+        "external_id": order.external_id,
+        "status": order.transaction_status,
+        "payment_date": order.payment_date.isoformat(timespec="seconds"),
+        "project": {"id": project.project_id, "name": f"Project {project.project_id}"},
+        "refund_reason": (
+            "Cancellation by the user request" if order.transaction_status == "refunded" else None
+        ),
+    }
+    user: dict[str, Any] = {"id": order.user_id, "country": order.country}
+    row: dict[str, Any] = {
+        "payment_details": {"payment": {"amount": paid, "currency": order.currency}},
+        "transaction": tx,
+        "user": user,
+    }
+    if full:
+        tx.update(
+            {
+                "create_date": order.payment_date.date().isoformat(),
+                "dry_run": 1 if order.sandbox else 0,
+                "is_refund_allowed": 1 if order.transaction_status == "done" else 0,
+                "payment_method": {"id": 1380, "name": "Bank card"},
+                "transfer_date": order.payment_date.date().isoformat(),
+            }
+        )
+        row["payment_details"]["payment"]["amount_from_ps"] = paid
+        row["payment_details"]["sales_tax"] = {"amount": 0, "percent": 0}
+        row["payment_system"] = {"decline_reason": None}
+        row["purchase"] = {
+            "simple_checkout": {"amount": paid, "currency": order.currency},
+            "virtual_currency": {"amount": 0, "name": None},
+            "virtual_items": None,
+            "subscription": {"name": None},
+            "pin_codes": {"amount": None, "content": None, "currency": None},
+        }
+        user.update({"custom": None, "email": order.user_email, "name": None, "phone": None})
+    return row
+
+
 def _parse_date(raw: Any) -> dt.datetime | None:
     if not isinstance(raw, str):
         raise ValueError("not a string")
@@ -932,6 +1024,91 @@ def create_simulator_app(state: SimulatorState) -> Starlette:
             }
         )
 
+    def merchant_call(request: Request) -> list[SimProject] | Response:
+        projects = state.merchant_projects(request.path_params["merchant_id"])
+        if not _merchant_ok(request, projects):
+            return _merchant_error(401, "Invalid credentials")
+        return projects
+
+    def transactions(projects: Sequence[SimProject]) -> list[tuple[SimOrder, SimProject]]:
+        by_id = {p.project_id: p for p in projects}
+        return sorted(
+            (
+                (o, by_id[o.project_id])
+                for o in state.orders.values()
+                if o.project_id in by_id and o.transaction_id is not None
+            ),
+            key=lambda pair: pair[0].transaction_id or 0,
+        )
+
+    async def find_transactions_fast(request: Request) -> Response:
+        _, fault = await prelude(request)
+        if fault is not None:
+            return _merchant_error(fault.status_code, "Simulated failure")
+        projects = merchant_call(request)
+        if isinstance(projects, Response):
+            return projects
+        query = request.query_params
+        external_id, transaction_id = query.get("external_id"), query.get("transaction_id")
+        if (external_id is None) == (transaction_id is None):
+            return _merchant_error(422, "Pass transaction_id or external_id, not both")
+        if transaction_id is not None and not transaction_id.isdigit():
+            return _merchant_error(422, "transaction_id must be an integer")
+        rows = [
+            _transaction_row(o, p, full=False)
+            for o, p in transactions(projects)
+            if (external_id is not None and o.external_id == external_id)
+            or (transaction_id is not None and str(o.transaction_id) == transaction_id)
+        ]
+        if not rows:
+            return _merchant_error(404, "Transaction not found")
+        return JSONResponse(rows)
+
+    async def find_transactions(request: Request) -> Response:
+        _, fault = await prelude(request)
+        if fault is not None:
+            return _merchant_error(fault.status_code, "Simulated failure")
+        projects = merchant_call(request)
+        if isinstance(projects, Response):
+            return projects
+        if request.path_params["format"] != "json":
+            return _merchant_error(422, "Only the json format is simulated")
+        q = request.query_params
+        try:
+            since = _parse_date(q["datetime_from"]) if "datetime_from" in q else None
+            until = _parse_date(q["datetime_to"]) if "datetime_to" in q else None
+            offset = int(q.get("offset", "0"))
+            limit = int(q.get("limit", "100"))
+            project_id = int(q["project_id"]) if "project_id" in q else None
+        except ValueError:
+            return _merchant_error(422, "Invalid search parameters")
+        if offset < 0 or not 1 <= limit <= 1000:
+            return _merchant_error(422, "offset must be 0 or more and limit 1 to 1000")
+        kind = q.get("type", "all")
+        if kind not in ("all", "transferred", "canceled", "test"):
+            return _merchant_error(422, "Invalid type")
+        dry_run = kind == "test" or q.get("show_dry_run") in ("true", "1")
+
+        def keep(o: SimOrder) -> bool:
+            when = o.payment_date
+            return bool(
+                when is not None
+                and (since is None or when >= since)
+                and (until is None or when <= until)
+                and (project_id is None or o.project_id == project_id)
+                and ("transaction_id" not in q or str(o.transaction_id) == q["transaction_id"])
+                and ("external_id" not in q or o.external_id == q["external_id"])
+                and ("user_id" not in q or o.user_id == q["user_id"])
+                and ("status" not in q or o.transaction_status == q["status"])
+                and (dry_run or not o.sandbox)
+                and (kind != "test" or o.sandbox)
+                and (kind != "transferred" or o.transaction_status == "done")
+                and (kind != "canceled" or o.transaction_status in ("refunded", "canceled"))
+            )
+
+        rows = [_transaction_row(o, p, full=True) for o, p in transactions(projects) if keep(o)]
+        return JSONResponse(rows[offset : offset + limit])
+
     return Starlette(
         routes=[
             Route(
@@ -947,6 +1124,16 @@ def create_simulator_app(state: SimulatorState) -> Starlette:
             Route(
                 "/api/v2/project/{project_id:int}/order/{order_id:int}",
                 get_order,
+                methods=["GET"],
+            ),
+            Route(
+                "/merchant/v2/merchants/{merchant_id:int}/reports/transactions/simple_search",
+                find_transactions_fast,
+                methods=["GET"],
+            ),
+            Route(
+                "/merchant/v2/merchants/{merchant_id:int}/reports/transactions/search.{format}",
+                find_transactions,
                 methods=["GET"],
             ),
         ]
