@@ -6,9 +6,11 @@ Policy (research/outbound-webhooks.md §f; Svix ``webhook_http_client.rs``):
   plain http for live endpoints, IP literals in odd spellings (``0x7f.1``, ``2130706433``,
   ``0177.0.0.1``, ``127.1`` — resolvers read them as addresses, humans do not) and
   forbidden literal addresses;
-- at connect time, :class:`GuardedNetworkBackend` resolves the name itself, checks *every*
-  address with :func:`check_address`, and dials the checked IP; TLS SNI and ``Host`` keep the
-  name. A DNS answer that flips to 127.0.0.1 after registration (rebinding) never gets dialled;
+- at connect time, :class:`GuardedResolver` (aiohttp's resolver) resolves the name itself,
+  checks *every* address with :func:`check_address`, and aiohttp dials only those checked IPs;
+  TLS SNI and ``Host`` keep the name. A DNS answer that flips to 127.0.0.1 after registration
+  (rebinding) never gets dialled; IP-literal hosts, which aiohttp dials without asking a
+  resolver, are checked by :func:`check_literal_host` before each request;
 - ``allow_private`` (``CAISSE_ALLOW_PRIVATE_TARGETS``) lets loopback/private targets through for
   development and tests; unspecified, multicast and broadcast addresses are refused regardless.
 
@@ -17,25 +19,26 @@ Refusal messages name the kind of range, never whether an internal host exists.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import anyio
-import httpcore
-import httpx
+import certifi
 import idna
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from caisse.errors import InvalidRequest, UnsafeTarget
 
 __all__ = [
-    "GuardedNetworkBackend",
-    "GuardedTransport",
+    "GuardedResolver",
+    "ResolveError",
     "Resolver",
     "check_address",
+    "check_literal_host",
     "check_url",
     "default_ssl_context",
     "resolve_safe",
@@ -202,7 +205,7 @@ def check_url(url: str, *, live: bool, allow_private: bool) -> str:
 
     Raises ``InvalidRequest`` for a malformed URL and ``UnsafeTarget`` for a forbidden
     destination, both with ``param="url"``. Live endpoints must use https. The connect-time
-    check in :class:`GuardedNetworkBackend` still applies: a name that passes here may resolve
+    check in :class:`GuardedResolver` still applies: a name that passes here may resolve
     to a forbidden address later.
     """
     url = url.strip()
@@ -251,9 +254,14 @@ def check_url(url: str, *, live: bool, allow_private: bool) -> str:
     return f"{scheme}://{host}{port_part}{path}{query}"
 
 
+class ResolveError(OSError):
+    """The partner's name has no address (an ``OSError``: aiohttp reports it as a connect
+    failure, which is what it is for the attempt log)."""
+
+
 async def system_resolver(host: str, port: int) -> list[str]:
     """Resolve with the operating system (``getaddrinfo``) without blocking the event loop."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses: list[str] = []
     for _family, _type, _proto, _canonname, sockaddr in infos:
         address = str(sockaddr[0])
@@ -280,190 +288,60 @@ async def resolve_safe(
     try:
         addresses = await (resolver or system_resolver)(host, port)
     except OSError as exc:
-        raise httpcore.ConnectError(f"could not resolve host: {exc.strerror or exc}") from exc
+        raise ResolveError(f"could not resolve host: {exc.strerror or exc}") from exc
     if not addresses:
-        raise httpcore.ConnectError("could not resolve host: no address")
+        raise ResolveError("could not resolve host: no address")
     for address in addresses:
         check_address(address, allow_private=allow_private)
     return addresses
 
 
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that resolves, checks and dials the checked IP itself.
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for partner connections: resolve, check every address, hand back
+    only checked IPs. aiohttp dials the IPs it gets here and keeps the name for TLS SNI,
+    certificate checks and ``Host``; with its DNS cache off, every new connection asks again,
+    so a name that rebinds to 127.0.0.1 after registration is never dialled."""
 
-    httpcore passes the URL's host to ``connect_tcp`` and uses the same host for SNI and
-    certificate checks afterwards (``httpcore._async.connection``), so dialling the vetted IP
-    here keeps TLS verification and the ``Host`` header on the name.
-    """
-
-    def __init__(
-        self,
-        *,
-        allow_private: bool,
-        resolver: Resolver | None = None,
-        inner: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
+    def __init__(self, *, allow_private: bool, resolver: Resolver | None = None) -> None:
         self._allow_private = allow_private
         self._resolver = resolver
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await resolve_safe(
             host, port, allow_private=self._allow_private, resolver=self._resolver
         )
-        failure: Exception | None = None
-        for address in addresses:  # every one was checked: falling back is safe
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeTarget("unix sockets are not a partner destination", param="url")
+    async def close(self) -> None:
+        """Nothing to release: resolution goes through ``getaddrinfo`` each time."""
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+
+def check_literal_host(url: str, *, allow_private: bool) -> None:
+    """Check a URL whose host is an IP literal (aiohttp dials those without a resolver)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        if "%" in host:
+            raise UnsafeTarget("IPv6 zone identifiers are not allowed", param="url") from None
+        return
+    check_address(literal, allow_private=allow_private)
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """Verified TLS (certifi roots, as httpx does), TLS 1.2 at least; no opt-out."""
-    context = httpx.create_ssl_context()
+    """Verified TLS (certifi roots), TLS 1.2 at least; no opt-out."""
+    context = ssl.create_default_context(cafile=certifi.where())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
-
-
-def _httpcore_to_httpx() -> tuple[tuple[type[Exception], type[httpx.HTTPError]], ...]:
-    # Most specific first; the same table httpx keeps privately in _transports/default.py.
-    return (
-        (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-        (httpcore.ReadTimeout, httpx.ReadTimeout),
-        (httpcore.WriteTimeout, httpx.WriteTimeout),
-        (httpcore.PoolTimeout, httpx.PoolTimeout),
-        (httpcore.TimeoutException, httpx.TimeoutException),
-        (httpcore.ConnectError, httpx.ConnectError),
-        (httpcore.ReadError, httpx.ReadError),
-        (httpcore.WriteError, httpx.WriteError),
-        (httpcore.NetworkError, httpx.NetworkError),
-        (httpcore.ProxyError, httpx.ProxyError),
-        (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-        (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-        (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-        (httpcore.ProtocolError, httpx.ProtocolError),
-    )
-
-
-_EXCEPTION_MAP = _httpcore_to_httpx()
-
-
-def _as_httpx(exc: Exception) -> Exception:
-    for source, target in _EXCEPTION_MAP:
-        if isinstance(exc, source):
-            return target(str(exc))
-    return exc
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for part in self._stream:
-                yield part
-        except Exception as exc:
-            mapped = _as_httpx(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-
-    async def aclose(self) -> None:
-        aclose = getattr(self._stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport whose every connection goes through :class:`GuardedNetworkBackend`.
-
-    Built on ``httpcore.AsyncConnectionPool`` directly because ``httpx.AsyncHTTPTransport``
-    does not expose a network backend; there is no proxy support on purpose (an environment
-    proxy would dial for us, past the address check).
-    """
-
-    def __init__(
-        self,
-        *,
-        allow_private: bool,
-        resolver: Resolver | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        limits: httpx.Limits | None = None,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or default_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=GuardedNetworkBackend(
-                allow_private=allow_private, resolver=resolver, inner=network_backend
-            ),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send through the guarded pool; httpcore errors come out as their httpx twins."""
-        if request.url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol("only http and https partner urls are supported")
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        try:
-            core_response = await self._pool.handle_async_request(core_request)
-        except Exception as exc:
-            mapped = _as_httpx(exc)
-            if mapped is exc:  # ours (UnsafeTarget) or already foreign-free
-                raise
-            raise mapped from exc
-        assert isinstance(core_response.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response.stream),
-            extensions=core_response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()

@@ -2,7 +2,7 @@
 
 Policy:
 
-- one shared guarded httpx client per process (per event loop), built lazily from
+- one shared guarded HTTP client per process (per event loop), built lazily from
   ``CAISSE_ALLOW_PRIVATE_TARGETS``; every connection is checked at connect time;
 - each attempt is signed afresh (Standard Webhooks, every active secret, newest first) with
   the message id as ``webhook-id``, plus ``X-API-KEY`` when registered and
@@ -31,19 +31,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from caisse import __version__, ids
 from caisse.delivery import signing
 from caisse.delivery.endpoints import active_secrets, disable, get_endpoint
-from caisse.delivery.http import SendResult, build_client, send
+from caisse.delivery.http import PartnerClient, SendResult, build_client, send
 from caisse.delivery.outbox import JOB_KIND
 from caisse.delivery.retry import RetryPolicy, endpoint_should_disable
 from caisse.delivery.safety import Resolver
 from caisse.jobs.batching import Coalescer
-from caisse.jobs.registry import JobContext, handler
+from caisse.jobs.registry import JobContext, handler, on_shutdown
 from caisse.runtime import Runtime
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
@@ -76,7 +75,7 @@ _INTERRUPTED = "the worker stopped during this attempt; the partner may have rec
 
 @dataclass
 class _LoopState:
-    clients: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+    clients: dict[bool, PartnerClient] = field(default_factory=dict)
     slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     coalescers: dict[Callable[..., Any], Coalescer[Any, Any]] = field(default_factory=dict)
 
@@ -109,7 +108,7 @@ def _state() -> _LoopState:
     return state
 
 
-def client_for(rt: Runtime) -> httpx.AsyncClient:
+def client_for(rt: Runtime) -> PartnerClient:
     """The process's shared guarded client (one per event loop and SSRF setting)."""
     state = _state()
     allow = rt.settings.allow_private_targets
@@ -121,11 +120,13 @@ def client_for(rt: Runtime) -> httpx.AsyncClient:
     return client
 
 
+@on_shutdown
 async def close_clients() -> None:
-    """Close this loop's clients (worker shutdown)."""
-    state = _STATES.pop(asyncio.get_running_loop(), None)
+    """Close this loop's clients (worker shutdown); the next send builds new ones."""
+    state = _STATES.get(asyncio.get_running_loop())
     if state is not None:
-        for client in state.clients.values():
+        clients, state.clients = state.clients, {}
+        for client in clients.values():
             await client.aclose()
 
 

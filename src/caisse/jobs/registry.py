@@ -9,6 +9,7 @@ I/O (HTTP, SMTP) may be ``async`` and leave completion to the worker.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,24 @@ class JobContext:
 
 Handler = Callable[[JobContext], "Awaitable[None] | None"]
 _HANDLERS: dict[str, Handler] = {}
+_SHUTDOWN: list[Callable[[], Awaitable[None]]] = []
+log = logging.getLogger("caisse.worker")
+
+
+def on_shutdown(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Run ``fn`` in the worker's event loop when it stops (handlers' per-loop clients)."""
+    if fn not in _SHUTDOWN:
+        _SHUTDOWN.append(fn)
+    return fn
+
+
+async def shutdown() -> None:
+    """Release what handlers hold in the current event loop; never raises."""
+    for fn in _SHUTDOWN:
+        try:
+            await fn()
+        except Exception:
+            log.exception("worker shutdown hook failed", extra={"action": "worker.shutdown"})
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:

@@ -96,11 +96,14 @@ class Worker:
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Run until no job is ready (tests, the demo, ``caisse reconcile``)."""
         total = 0
-        for _ in range(max_rounds):
-            n = await self.run_once()
-            total += n
-            if n == 0:
-                break
+        try:
+            for _ in range(max_rounds):
+                n = await self.run_once()
+                total += n
+                if n == 0:
+                    break
+        finally:
+            await registry.shutdown()
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -148,6 +151,7 @@ class Worker:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self.rt.wakeups.remove(waker)
+            await registry.shutdown()
 
     async def _run(self, job: ClaimedJob) -> None:
         async with self._sem:

@@ -12,13 +12,13 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from caisse.delivery import signing
 from caisse.delivery.http import (
     MAX_RESPONSE_BODY,
+    PartnerClient,
     SendResult,
     build_client,
     sanitize_partner_headers,
@@ -39,7 +39,7 @@ BODY = json.dumps(
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[PartnerClient]:
     async with build_client(allow_private=True, user_agent="caisse-test/1") as client:
         yield client
 
@@ -50,7 +50,7 @@ def signed_headers(secret: str, msg_id: str = "msg_test1") -> dict[str, str]:
 
 
 async def test_ok_partner_receives_exact_bytes_and_verifiable_signature(
-    client: httpx.AsyncClient,
+    client: PartnerClient,
 ) -> None:
     secret = signing.new_secret()
     with partners.ok() as partner:
@@ -74,7 +74,7 @@ async def test_ok_partner_receives_exact_bytes_and_verifiable_signature(
     assert Webhook(secret).verify(request.body, request.header_dict)["type"] == "order.paid"
 
 
-async def test_fail_then_succeed_same_id_fresh_signature(client: httpx.AsyncClient) -> None:
+async def test_fail_then_succeed_same_id_fresh_signature(client: PartnerClient) -> None:
     secret = signing.new_secret()
     policy = RetryPolicy(uniform=lambda low, high: 1.0)
     now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -99,7 +99,7 @@ async def test_fail_then_succeed_same_id_fresh_signature(client: httpx.AsyncClie
     assert len(signatures) == 3
 
 
-async def test_hanging_partner_hits_the_total_deadline(client: httpx.AsyncClient) -> None:
+async def test_hanging_partner_hits_the_total_deadline(client: PartnerClient) -> None:
     with partners.hang() as partner:
         started = time.monotonic()
         result = await send(client, partner.url, BODY, {}, deadline=1.0)
@@ -112,8 +112,8 @@ async def test_hanging_partner_hits_the_total_deadline(client: httpx.AsyncClient
     assert len(partner.requests) == 1
 
 
-async def test_trickling_body_cannot_outlive_the_deadline(client: httpx.AsyncClient) -> None:
-    # Headers come at once and each byte arrives within httpx's per-read timeout:
+async def test_trickling_body_cannot_outlive_the_deadline(client: PartnerClient) -> None:
+    # Headers come at once and each byte arrives within any per-read timeout:
     # only a total deadline stops this partner.
     with partners.trickle(seconds=12, interval=0.1) as partner:
         started = time.monotonic()
@@ -127,7 +127,7 @@ async def test_trickling_body_cannot_outlive_the_deadline(client: httpx.AsyncCli
 
 
 async def test_huge_answer_is_capped_and_memory_stays_bounded(
-    client: httpx.AsyncClient,
+    client: PartnerClient,
 ) -> None:
     with partners.huge() as partner:
         tracemalloc.start()
@@ -146,7 +146,7 @@ async def test_huge_answer_is_capped_and_memory_stays_bounded(
     assert result.duration_ms < 5000
 
 
-async def test_custom_body_cap(client: httpx.AsyncClient) -> None:
+async def test_custom_body_cap(client: PartnerClient) -> None:
     with partners.huge(size=10_000) as partner:
         result = await send(client, partner.url, BODY, {}, max_body=100)
     assert result.body == b"x" * 100
@@ -158,7 +158,7 @@ async def test_custom_body_cap(client: httpx.AsyncClient) -> None:
 
 
 async def test_redirect_is_not_followed_and_the_api_key_stays_home(
-    client: httpx.AsyncClient,
+    client: PartnerClient,
 ) -> None:
     with partners.ok() as target, partners.redirect(target.url) as partner:
         result = await send(client, partner.url, BODY, signed_headers(signing.new_secret()))
@@ -169,7 +169,7 @@ async def test_redirect_is_not_followed_and_the_api_key_stays_home(
     assert target.requests == []  # neither the message nor X-API-KEY reached it
 
 
-async def test_429_reports_retry_after(client: httpx.AsyncClient) -> None:
+async def test_429_reports_retry_after(client: PartnerClient) -> None:
     with partners.throttled(retry_after="120") as partner:
         result = await send(client, partner.url, BODY, {})
     assert result.status_code == 429
@@ -181,7 +181,7 @@ async def test_429_reports_retry_after(client: httpx.AsyncClient) -> None:
     assert decision.retry_at == now + dt.timedelta(seconds=120)
 
 
-async def test_410_disables_the_endpoint(client: httpx.AsyncClient) -> None:
+async def test_410_disables_the_endpoint(client: PartnerClient) -> None:
     with partners.gone() as partner:
         result = await send(client, partner.url, BODY, {})
     assert result.status_code == 410
@@ -203,7 +203,7 @@ def _free_port() -> int:
     return port
 
 
-async def test_connection_refused(client: httpx.AsyncClient) -> None:
+async def test_connection_refused(client: PartnerClient) -> None:
     result = await send(client, f"http://127.0.0.1:{_free_port()}/hook", BODY, {})
     assert result.error_kind == "connect"
     assert result.error is not None
@@ -297,7 +297,7 @@ async def test_tls_sni_and_verification_use_the_name_while_dialling_the_ip(
 
 
 async def test_plain_http_to_a_tls_port_is_a_protocol_failure(
-    tls_files: tuple[Path, Path], client: httpx.AsyncClient
+    tls_files: tuple[Path, Path], client: PartnerClient
 ) -> None:
     certfile, keyfile = tls_files
     with partners.tls_ok(certfile, keyfile) as partner:
@@ -306,7 +306,7 @@ async def test_plain_http_to_a_tls_port_is_a_protocol_failure(
     assert result.status_code is None
 
 
-async def test_garbage_answer_is_a_protocol_error(client: httpx.AsyncClient) -> None:
+async def test_garbage_answer_is_a_protocol_error(client: PartnerClient) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"SMTP READY\r\n\r\n")
@@ -321,7 +321,7 @@ async def test_garbage_answer_is_a_protocol_error(client: httpx.AsyncClient) -> 
     assert result.status_code is None
 
 
-async def test_peer_closing_mid_body_is_reported(client: httpx.AsyncClient) -> None:
+async def test_peer_closing_mid_body_is_reported(client: PartnerClient) -> None:
     async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
@@ -341,20 +341,20 @@ async def test_peer_closing_mid_body_is_reported(client: httpx.AsyncClient) -> N
 @pytest.mark.parametrize(
     "url", ["not a url", "ftp://partner.example/x", "http://", "http://[::1/x", ""]
 )
-async def test_bad_urls_never_raise(client: httpx.AsyncClient, url: str) -> None:
+async def test_bad_urls_never_raise(client: PartnerClient, url: str) -> None:
     result = await send(client, url, BODY, {})
     assert isinstance(result, SendResult)
     assert result.error_kind == "protocol"
 
 
-async def test_header_injection_never_raises(client: httpx.AsyncClient) -> None:
+async def test_header_injection_never_raises(client: PartnerClient) -> None:
     with partners.ok() as partner:
         result = await send(client, partner.url, BODY, {"X-Evil": "a\r\nHost: evil"})
     assert result.error_kind == "protocol"
     assert partner.requests == []
 
 
-async def test_invalid_arguments_are_programming_errors(client: httpx.AsyncClient) -> None:
+async def test_invalid_arguments_are_programming_errors(client: PartnerClient) -> None:
     with pytest.raises(ValueError, match="deadline"):
         await send(client, "http://127.0.0.1/", BODY, {}, deadline=0)
     with pytest.raises(ValueError, match="max_body"):

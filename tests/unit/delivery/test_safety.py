@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import socket
 
-import httpcore
 import pytest
+from aiohttp.abc import ResolveResult
 
 from caisse.delivery.safety import (
-    GuardedNetworkBackend,
+    GuardedResolver,
+    ResolveError,
     check_address,
+    check_literal_host,
     check_url,
     resolve_safe,
 )
@@ -278,95 +280,84 @@ class FlippingResolver:
         return self.answers[min(len(self.calls), len(self.answers)) - 1]
 
 
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    """An inner backend that never touches the network: records what it was asked to dial."""
-
-    def __init__(self, refuse: Iterable[str] = ()) -> None:
-        self.dialled: list[tuple[str, int]] = []
-        self.refuse = set(refuse)
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: object = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.dialled.append((host, port))
-        if host in self.refuse:
-            raise httpcore.ConnectError("refused")
-        return httpcore.AsyncNetworkStream()
+def dialled(results: list[ResolveResult]) -> list[tuple[str, str, int]]:
+    """What aiohttp would connect to: (name kept for TLS/Host, checked IP, port)."""
+    return [(r["hostname"], r["host"], r["port"]) for r in results]
 
 
 @pytest.mark.anyio
 async def test_rebinding_is_caught_at_connect_time() -> None:
     resolver = FlippingResolver(["93.184.216.34"], ["127.0.0.1"])
-    inner = RecordingBackend()
     # Registration-time check sees a public address...
     assert await resolve_safe("rebind.example", 443, allow_private=False, resolver=resolver) == [
         "93.184.216.34"
     ]
-    # ...the connect-time lookup sees loopback and nothing is dialled.
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
+    # ...the connect-time lookup sees loopback and gives aiohttp nothing to dial.
+    guarded = GuardedResolver(allow_private=False, resolver=resolver)
     with pytest.raises(UnsafeTarget):
-        await backend.connect_tcp("rebind.example", 443)
-    assert inner.dialled == []
+        await guarded.resolve("rebind.example", 443)
     assert len(resolver.calls) == 2
 
 
 @pytest.mark.anyio
 async def test_every_resolved_address_is_checked() -> None:
     resolver = FlippingResolver(["93.184.216.34", "10.0.0.7"])
-    inner = RecordingBackend()
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
+    guarded = GuardedResolver(allow_private=False, resolver=resolver)
     with pytest.raises(UnsafeTarget):
-        await backend.connect_tcp("mixed.example", 443)
-    assert inner.dialled == []
+        await guarded.resolve("mixed.example", 443)
 
 
 @pytest.mark.anyio
-async def test_the_checked_ip_is_dialled_not_the_name() -> None:
+async def test_only_checked_ips_are_handed_to_the_connector_with_the_name_kept() -> None:
     resolver = FlippingResolver(["93.184.216.34", "2606:4700:4700::1111"])
-    inner = RecordingBackend()
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
-    await backend.connect_tcp("partner.example", 443)
-    assert inner.dialled == [("93.184.216.34", 443)]
+    guarded = GuardedResolver(allow_private=False, resolver=resolver)
+    results = await guarded.resolve("partner.example", 443)
+    assert dialled(results) == [
+        ("partner.example", "93.184.216.34", 443),
+        ("partner.example", "2606:4700:4700::1111", 443),
+    ]
+    assert [r["family"] for r in results] == [socket.AF_INET, socket.AF_INET6]
+    assert all(r["flags"] & socket.AI_NUMERICHOST for r in results)  # no second lookup
     assert resolver.calls == [("partner.example", 443)]
 
 
 @pytest.mark.anyio
-async def test_falls_back_to_the_next_checked_address() -> None:
-    resolver = FlippingResolver(["93.184.216.34", "1.1.1.1"])
-    inner = RecordingBackend(refuse={"93.184.216.34"})
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
-    await backend.connect_tcp("partner.example", 443)
-    assert inner.dialled == [("93.184.216.34", 443), ("1.1.1.1", 443)]
+async def test_every_connection_resolves_again() -> None:
+    resolver = FlippingResolver(["93.184.216.34"], ["1.1.1.1"])
+    guarded = GuardedResolver(allow_private=False, resolver=resolver)
+    first = await guarded.resolve("partner.example", 443)
+    second = await guarded.resolve("partner.example", 443)
+    assert dialled(first + second) == [
+        ("partner.example", "93.184.216.34", 443),
+        ("partner.example", "1.1.1.1", 443),
+    ]
 
 
-@pytest.mark.anyio
-async def test_all_addresses_refusing_raises_connect_error() -> None:
-    resolver = FlippingResolver(["93.184.216.34"])
-    inner = RecordingBackend(refuse={"93.184.216.34"})
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
-    with pytest.raises(httpcore.ConnectError):
-        await backend.connect_tcp("partner.example", 443)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "169.254.169.254", "::ffff:10.0.0.1"])
-async def test_literal_hosts_are_checked_without_dns(host: str) -> None:
-    resolver = FlippingResolver(["93.184.216.34"])
-    inner = RecordingBackend()
-    backend = GuardedNetworkBackend(allow_private=False, resolver=resolver, inner=inner)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::ffff:10.0.0.1]/hook",
+        "https://10.1.2.3:8443/x",
+    ],
+)
+def test_literal_hosts_are_checked_without_dns(url: str) -> None:
     with pytest.raises(UnsafeTarget):
-        await backend.connect_tcp(host, 80)
-    assert resolver.calls == []
-    assert inner.dialled == []
+        check_literal_host(url, allow_private=False)
+
+
+def test_literal_checks_let_names_and_allowed_literals_through() -> None:
+    check_literal_host("https://partner.example/hook", allow_private=False)  # the resolver's job
+    check_literal_host("https://93.184.216.34/hook", allow_private=False)
+    check_literal_host("http://127.0.0.1:8000/hook", allow_private=True)
+    with pytest.raises(UnsafeTarget):
+        check_literal_host("http://0.0.0.0/hook", allow_private=True)  # never, even in dev
 
 
 @pytest.mark.anyio
-async def test_name_resolution_failures_are_connect_errors() -> None:
+async def test_name_resolution_failures_are_os_errors_aiohttp_reports_as_connect() -> None:
     async def nxdomain(host: str, port: int) -> list[str]:
         raise OSError(-2, "Name or service not known")
 
@@ -374,12 +365,6 @@ async def test_name_resolution_failures_are_connect_errors() -> None:
         return []
 
     for resolver in (nxdomain, empty):
-        with pytest.raises(httpcore.ConnectError, match="resolve"):
+        with pytest.raises(ResolveError, match="resolve"):
             await resolve_safe("nowhere.example", 443, allow_private=False, resolver=resolver)
-
-
-@pytest.mark.anyio
-async def test_unix_sockets_are_refused() -> None:
-    backend = GuardedNetworkBackend(allow_private=True, inner=RecordingBackend())
-    with pytest.raises(UnsafeTarget):
-        await backend.connect_unix_socket("/var/run/docker.sock")
+    assert issubclass(ResolveError, OSError)
