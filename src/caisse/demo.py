@@ -54,7 +54,8 @@ def localstripe(port: int) -> Iterator[str]:
     code = "import sys; from localstripe.server import start; sys.exit(start())"
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-c", code, "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -80,8 +81,9 @@ def caisse_server(env: dict[str, str], port: int) -> Iterator[str]:
     settings = Settings.from_env(env)
     upgrade(settings.database_url)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="error", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -115,8 +117,9 @@ def run_demo(data_dir: str | None = None) -> int:
             console.print(f"caisse on [cyan]{base}[/]\n")
             ok = _walkthrough(base, stripe_url, admin)
     elapsed = time.monotonic() - started
-    console.rule(f"[bold {'green' if ok else 'red'}]demo {'passed' if ok else 'failed'}"
-                 f" in {elapsed:.1f} s")
+    console.rule(
+        f"[bold {'green' if ok else 'red'}]demo {'passed' if ok else 'failed'} in {elapsed:.1f} s"
+    )
     return 0 if ok else 1
 
 
@@ -132,55 +135,105 @@ def _walkthrough(base: str, stripe_url: str, admin: str) -> bool:
 
     http = httpx.Client(base_url=base, timeout=20)
     _step("The operator creates a tenant (a merchant)")
-    tenant = http.post("/v1/tenants", json={"name": "Hôtel des Tilleuls"},
-                       headers={"Authorization": f"Bearer {admin}"}).raise_for_status().json()
+    tenant = (
+        http.post(
+            "/v1/tenants",
+            json={"name": "Hôtel des Tilleuls"},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        .raise_for_status()
+        .json()
+    )
     key = tenant["api_keys"]["test"]
     auth = {"Authorization": f"Bearer {key}"}
     console.print(f"  tenant [bold]{tenant['id']}[/], test key [dim]{key[:12]}…[/]")
 
     _step("The merchant pastes its Stripe keys and webhook signing secret")
     whsec = "whsec_" + secrets.token_urlsafe(24)
-    settings = http.put("/v1/providers/stripe", headers=auth, json={
-        "publishable_key": "pk_test_" + secrets.token_hex(12),
-        "secret_key": "sk_test_" + secrets.token_hex(12),
-        "webhook_secrets": [whsec],
-    }).raise_for_status().json()
-    console.print(f"  secret key shown as [bold]{settings['secret_key']}[/]; "
-                  f"webhook URL [cyan]{settings['webhook_url']}[/]")
+    settings = (
+        http.put(
+            "/v1/providers/stripe",
+            headers=auth,
+            json={
+                "publishable_key": "pk_test_" + secrets.token_hex(12),
+                "secret_key": "sk_test_" + secrets.token_hex(12),
+                "webhook_secrets": [whsec],
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
+    console.print(
+        f"  secret key shown as [bold]{settings['secret_key']}[/]; "
+        f"webhook URL [cyan]{settings['webhook_url']}[/]"
+    )
     console.print(f"  {len(settings['enabled_events'])} event types to select in Stripe")
-    httpx.post(f"{stripe_url}/_config/webhooks/caisse",
-               data={"url": settings["webhook_url"], "secret": whsec},
-               auth=("sk_test_demo", "")).raise_for_status()
+    httpx.post(
+        f"{stripe_url}/_config/webhooks/caisse",
+        data={"url": settings["webhook_url"], "secret": whsec},
+        auth=("sk_test_demo", ""),
+    ).raise_for_status()
 
     _step("The platform creates an order (caisse creates its PaymentIntent at Stripe)")
-    order = http.post("/v1/orders", headers={**auth, "Idempotency-Key": "demo-order-1"}, json={
-        "reference": "BOOKING-2041",
-        "customer": {"email": "alice@example.com", "name": "Alice Martin"},
-        "currency": "eur",
-        "lines": [
-            {"description": "Chambre double, 2 nuits", "quantity": 2, "unit_amount": 8900,
-             "tax_rate": "10"},
-            {"description": "Petit-déjeuner", "quantity": 2, "unit_amount": 1200,
-             "tax_rate": "10"},
-        ],
-    }).raise_for_status().json()
+    order = (
+        http.post(
+            "/v1/orders",
+            headers={**auth, "Idempotency-Key": "demo-order-1"},
+            json={
+                "reference": "BOOKING-2041",
+                "customer": {"email": "alice@example.com", "name": "Alice Martin"},
+                "currency": "eur",
+                "lines": [
+                    {
+                        "description": "Chambre double, 2 nuits",
+                        "quantity": 2,
+                        "unit_amount": 8900,
+                        "tax_rate": "10",
+                    },
+                    {
+                        "description": "Petit-déjeuner",
+                        "quantity": 2,
+                        "unit_amount": 1200,
+                        "tax_rate": "10",
+                    },
+                ],
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
     pi_id = order["payment"]["payment_intent"]
-    console.print(f"  order [bold]{order['id']}[/] {order['amount_total'] / 100:.2f} EUR, "
-                  f"status [yellow]{order['status']}[/], PaymentIntent {pi_id}")
+    console.print(
+        f"  order [bold]{order['id']}[/] {order['amount_total'] / 100:.2f} EUR, "
+        f"status [yellow]{order['status']}[/], PaymentIntent {pi_id}"
+    )
 
     _step("The buyer pays by card (PaymentMethod, then confirm), as Stripe.js would")
     client = stripe.StripeClient("sk_test_demo", base_addresses={"api": stripe_url})
     meta = {ORDER_METADATA_KEY: order["id"], TENANT_METADATA_KEY: tenant["id"]}
-    created = simulate.build_event("payment_intent.created", livemode=False,
-                                   payment_intent_id=pi_id, amount=order["amount_total"],
-                                   metadata=meta)
+    created = simulate.build_event(
+        "payment_intent.created",
+        livemode=False,
+        payment_intent_id=pi_id,
+        amount=order["amount_total"],
+        metadata=meta,
+    )
     _send(settings["webhook_url"], whsec, created)
-    pm = client.v1.payment_methods.create(params={"type": "card", "card": {
-        "number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}})
+    pm = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
     client.v1.payment_intents.update(pi_id, params={"payment_method": pm.id})
     client.v1.payment_intents.confirm(pi_id)
-    charge = simulate.build_event("charge.succeeded", livemode=False, payment_intent_id=pi_id,
-                                  amount=order["amount_total"], metadata=meta)
+    charge = simulate.build_event(
+        "charge.succeeded",
+        livemode=False,
+        payment_intent_id=pi_id,
+        amount=order["amount_total"],
+        metadata=meta,
+    )
     _send(settings["webhook_url"], whsec, charge)
 
     _step("Stripe's signed events arrive; caisse stores each once and applies it")
@@ -212,11 +265,15 @@ def _wait_paid(http: httpx.Client, auth: dict[str, str], order_id: str) -> dict[
 
 def _show(http: httpx.Client, auth: dict[str, str], order: dict[str, Any]) -> None:
     colour = "green" if order["status"] == "paid" else "red"
-    console.print(Panel.fit(
-        f"order {order['id']}  ·  reference {order['reference']}\n"
-        f"status [bold {colour}]{order['status']}[/]   paid "
-        f"{order['amount_paid'] / 100:.2f} / {order['amount_total'] / 100:.2f} "
-        f"{order['currency'].upper()}", title="Order"))
+    console.print(
+        Panel.fit(
+            f"order {order['id']}  ·  reference {order['reference']}\n"
+            f"status [bold {colour}]{order['status']}[/]   paid "
+            f"{order['amount_paid'] / 100:.2f} / {order['amount_total'] / 100:.2f} "
+            f"{order['currency'].upper()}",
+            title="Order",
+        )
+    )
     timeline = http.get(f"/v1/orders/{order['id']}/timeline", headers=auth).json()["data"]
     table = Table("time", "what happened", "details", title="Order timeline")
     for item in timeline:

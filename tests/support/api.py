@@ -29,8 +29,9 @@ class Merchant:
         return {"Authorization": f"Bearer {self.keys[env]}"}
 
 
-def new_merchant(client: Client, rt: Runtime, *, name: str = "Hôtel Test",
-                 envs: tuple[str, ...] = ("test",)) -> Merchant:
+def new_merchant(
+    client: Client, rt: Runtime, *, name: str = "Hôtel Test", envs: tuple[str, ...] = ("test",)
+) -> Merchant:
     admin = {"Authorization": f"Bearer {rt.settings.admin_token.reveal()}"}
     r = client.post("/v1/tenants", json={"name": name}, headers=admin)
     assert r.status_code == 201, r.text
@@ -38,11 +39,15 @@ def new_merchant(client: Client, rt: Runtime, *, name: str = "Hôtel Test",
     merchant = Merchant(body["id"], body["api_keys"])
     for env in envs:
         merchant.whsec[env] = "whsec_" + secrets.token_urlsafe(24)
-        r = client.put("/v1/providers/stripe", headers=merchant.auth(env), json={
-            "publishable_key": f"pk_{env}_" + secrets.token_hex(12),
-            "secret_key": f"sk_{env}_" + secrets.token_hex(12),
-            "webhook_secrets": [merchant.whsec[env]],
-        })
+        r = client.put(
+            "/v1/providers/stripe",
+            headers=merchant.auth(env),
+            json={
+                "publishable_key": f"pk_{env}_" + secrets.token_hex(12),
+                "secret_key": f"sk_{env}_" + secrets.token_hex(12),
+                "webhook_secrets": [merchant.whsec[env]],
+            },
+        )
         assert r.status_code == 200, r.text
     return merchant
 
@@ -52,16 +57,19 @@ def order_body(amount: int = 2000, **extra: Any) -> dict[str, Any]:
         "reference": "REF-" + secrets.token_hex(3),
         "customer": {"email": "buyer@example.com", "name": "Buyer"},
         "currency": "eur",
-        "lines": [{"description": "Item", "quantity": 1, "unit_amount": amount,
-                   "tax_rate": "20"}],
+        "lines": [{"description": "Item", "quantity": 1, "unit_amount": amount, "tax_rate": "20"}],
         **extra,
     }
 
 
-def create_order(client: Client, merchant: Merchant, amount: int = 2000,
-                 env: str = "test") -> dict[str, Any]:
-    r = client.post("/v1/orders", json=order_body(amount),
-                    headers={**merchant.auth(env), "Idempotency-Key": secrets.token_hex(8)})
+def create_order(
+    client: Client, merchant: Merchant, amount: int = 2000, env: str = "test"
+) -> dict[str, Any]:
+    r = client.post(
+        "/v1/orders",
+        json=order_body(amount),
+        headers={**merchant.auth(env), "Idempotency-Key": secrets.token_hex(8)},
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -70,14 +78,21 @@ def order_meta(merchant: Merchant, order: dict[str, Any]) -> dict[str, str]:
     return {ORDER_METADATA_KEY: order["id"], TENANT_METADATA_KEY: merchant.tenant_id}
 
 
-def post_event(client: Client, merchant: Merchant, event: dict[str, Any], *,
-               env: str = "test", secret: str | None = None,
-               timestamp: int | None = None) -> httpx.Response:
-    body, headers = simulate.signed_delivery(event, [secret or merchant.whsec[env]],
-                                             timestamp=timestamp)
-    r = client.post(f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body,
-                    headers=headers)
-    return r  # type: ignore[return-value]
+def post_event(
+    client: Client,
+    merchant: Merchant,
+    event: dict[str, Any],
+    *,
+    env: str = "test",
+    secret: str | None = None,
+    timestamp: int | None = None,
+) -> httpx.Response:
+    body, headers = simulate.signed_delivery(
+        event, [secret or merchant.whsec[env]], timestamp=timestamp
+    )
+    return client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body, headers=headers
+    )
 
 
 def drain(rt: Runtime) -> int:

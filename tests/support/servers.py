@@ -47,8 +47,11 @@ class LiveCaisse:
 def live_caisse(rt: Runtime, *, run_worker: bool = True) -> Iterator[LiveCaisse]:
     port = free_port()
     app = create_app(runtime=rt, run_worker=run_worker)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -64,9 +67,10 @@ def live_caisse(rt: Runtime, *, run_worker: bool = True) -> Iterator[LiveCaisse]
 def localstripe_process() -> Iterator[str]:
     port = free_port()
     code = "import sys; from localstripe.server import start; sys.exit(start())"
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-c", code, "--port", str(port), "--from-scratch"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

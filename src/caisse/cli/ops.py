@@ -16,8 +16,9 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port")] = 8000,
         workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
-        no_worker: Annotated[bool, typer.Option("--no-worker",
-                                                help="Run no in-process job worker")] = False,
+        no_worker: Annotated[
+            bool, typer.Option("--no-worker", help="Run no in-process job worker")
+        ] = False,
     ) -> None:
         """Serve the API, the extranet and provider callbacks (with an in-process worker)."""
         import os
@@ -33,14 +34,22 @@ def register(app: typer.Typer) -> None:
             upgrade(s.database_url)
         if no_worker:
             os.environ["CAISSE_NO_WORKER"] = "1"
-        console.print(f"[bold green]caisse[/] serving on http://{host}:{port} "
-                      f"({'SQLite' if s.is_sqlite else 'PostgreSQL'})")
-        uvicorn.run("caisse.web.asgi:app", host=host, port=port, workers=workers,
-                    log_level="warning", access_log=False,
-                    # X-Forwarded-For is believed only from CAISSE_TRUSTED_PROXIES (uvicorn's
-                    # own default would trust 127.0.0.1).
-                    proxy_headers=bool(s.trusted_proxies),
-                    forwarded_allow_ips=",".join(s.trusted_proxies) or "")
+        console.print(
+            f"[bold green]caisse[/] serving on http://{host}:{port} "
+            f"({'SQLite' if s.is_sqlite else 'PostgreSQL'})"
+        )
+        uvicorn.run(
+            "caisse.web.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            # X-Forwarded-For is believed only from CAISSE_TRUSTED_PROXIES (uvicorn's
+            # own default would trust 127.0.0.1).
+            proxy_headers=bool(s.trusted_proxies),
+            forwarded_allow_ips=",".join(s.trusted_proxies) or "",
+        )
 
     @app.command()
     def worker(
@@ -75,8 +84,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        data_dir: Annotated[str | None, typer.Option(help="Data folder (default: a new one)")]
-        = None,
+        data_dir: Annotated[
+            str | None, typer.Option(help="Data folder (default: a new one)")
+        ] = None,
     ) -> None:
         """Run the end-to-end demo on a fresh SQLite data folder."""
         from caisse.demo import run_demo

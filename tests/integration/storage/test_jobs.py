@@ -40,7 +40,8 @@ def test_failing_job_is_retried_with_backoff_and_error_kept(rt):
     with rt.db.read() as s:
         job = s.execute(select(m.Job)).scalar_one()
     assert calls == [1]
-    assert job.status == "queued" and job.attempts == 1
+    assert job.status == "queued"
+    assert job.attempts == 1
     assert "partner said no" in (job.last_error or "")
     assert job.run_at > now
     # Due again: the second (last) attempt fails too and the job is parked, not dropped.
@@ -49,7 +50,8 @@ def test_failing_job_is_retried_with_backoff_and_error_kept(rt):
     asyncio.run(Worker(rt).run_once())
     with rt.db.read() as s:
         job = s.execute(select(m.Job)).scalar_one()
-    assert job.status == "dead" and job.attempts == 2
+    assert job.status == "dead"
+    assert job.attempts == 2
 
 
 def test_handler_completing_in_its_own_transaction(rt):
@@ -76,7 +78,8 @@ def test_a_lapsed_job_lease_is_claimed_again(rt):
     with rt.db.write() as s:
         assert jobstore.claim(s, "w2", now=now) == []
         again = jobstore.claim(s, "w2", now=now + dt.timedelta(seconds=31))
-    assert len(again) == 1 and again[0].attempts == 2
+    assert len(again) == 1
+    assert again[0].attempts == 2
 
 
 def test_backoff_grows_and_is_capped() -> None:

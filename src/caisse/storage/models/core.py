@@ -25,23 +25,23 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from caisse.storage.types import JSONType, UTCDateTime
 
 __all__ = [
-    "Base",
-    "Tenant",
+    "ENV",
+    "ID",
     "ApiKey",
-    "ProviderAccount",
-    "Order",
-    "Payment",
-    "Refund",
+    "Base",
+    "BigInt",
     "Dispute",
-    "OrderEvent",
+    "IdempotencyKey",
     "InboundEvent",
     "Job",
     "Message",
-    "IdempotencyKey",
+    "Order",
+    "OrderEvent",
+    "Payment",
+    "ProviderAccount",
+    "Refund",
+    "Tenant",
     "User",
-    "BigInt",
-    "ID",
-    "ENV",
 ]
 
 NAMING = {
