@@ -63,6 +63,7 @@ __all__ = [
 log = logging.getLogger("caisse.delivery")
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", m.Delivery, m.Endpoint)
 
 USER_AGENT = f"caisse/{__version__}"
 POLICY = RetryPolicy()
@@ -240,26 +241,8 @@ def _record_many(outcomes: list[_Outcome]) -> list[None]:
         now = rt.clock.now()
         logged: list[tuple[_Outcome, int, str]] = []
         with rt.db.write() as s:
-            delivery_ids = sorted({o.plan.delivery_id for o in group})
-            deliveries = {
-                d.id: d
-                for d in s.scalars(
-                    select(m.Delivery)
-                    .where(m.Delivery.id.in_(delivery_ids))
-                    .order_by(m.Delivery.id)
-                    .with_for_update()
-                )
-            }
-            endpoint_ids = sorted({d.endpoint_id for d in deliveries.values()})
-            endpoints = {
-                ep.id: ep
-                for ep in s.scalars(
-                    select(m.Endpoint)
-                    .where(m.Endpoint.id.in_(endpoint_ids))
-                    .order_by(m.Endpoint.id)
-                    .with_for_update()
-                )
-            }
+            endpoints = _locked(s, m.Endpoint, {o.plan.endpoint_id for o in group})
+            deliveries = _locked(s, m.Delivery, {o.plan.delivery_id for o in group})
             attempts: list[dict[str, Any]] = []
             done: list[JobContext] = []
             again: list[tuple[JobContext, dt.datetime]] = []
@@ -295,6 +278,14 @@ def _record_many(outcomes: list[_Outcome]) -> list[None]:
                 },
             )
     return [None] * len(outcomes)
+
+
+def _locked(s: Session, model: type[M], ids: set[str]) -> dict[str, M]:
+    """Load and lock rows by id, in id order (the same order in every transaction)."""
+    rows = s.scalars(
+        select(model).where(model.id.in_(sorted(ids))).order_by(model.id).with_for_update()
+    )
+    return {row.id: row for row in rows}
 
 
 def _end_jobs(
