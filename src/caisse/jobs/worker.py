@@ -44,12 +44,18 @@ class Worker:
         batch: int = 50,
         concurrency: int = 32,
         kinds: tuple[str, ...] | None = None,
+        events: bool = True,
     ) -> None:
+        """``kinds`` limits the job kinds this worker claims and ``events=False`` leaves inbound
+        provider events to other workers: e.g. one worker for ``invoice`` jobs, whose PDF
+        rendering holds the CPU, beside one for events and ``deliver`` jobs, so partner
+        deliveries never queue behind rendering."""
         registry.load_all()
         self.rt = rt
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch = batch
         self.kinds = kinds
+        self.events = events
         self.concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -61,7 +67,9 @@ class Worker:
 
         def claim() -> tuple[list[str], list[ClaimedJob]]:
             with self.rt.db.write() as s:
-                events = inbound.claim(s, self.worker_id, now=now, limit=want)
+                events = (
+                    inbound.claim(s, self.worker_id, now=now, limit=want) if self.events else []
+                )
                 jobs = jobstore.claim(
                     s,
                     self.worker_id,

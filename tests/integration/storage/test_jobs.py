@@ -89,3 +89,25 @@ def test_backoff_grows_and_is_capped() -> None:
     values = [backoff_seconds(n, rng=rng) for n in range(1, 15)]
     assert values[0] < values[3] < values[6]
     assert max(values) <= 600 * 1.2
+
+
+def test_a_worker_lane_claims_only_its_kinds(rt):
+    ran: list[str] = []
+
+    @registry.handler("test.lane_a")
+    def lane_a(ctx: registry.JobContext) -> None:
+        ran.append("a")
+
+    @registry.handler("test.lane_b")
+    def lane_b(ctx: registry.JobContext) -> None:
+        ran.append("b")
+
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "test.lane_a", "1", {}, now=now)
+        jobstore.enqueue(s, "test.lane_b", "1", {}, now=now)
+    assert asyncio.run(Worker(rt, kinds=("test.lane_b",), events=False).drain()) == 1
+    assert ran == ["b"]
+    with rt.db.read() as s:
+        left = s.execute(select(m.Job.kind, m.Job.status).order_by(m.Job.kind)).all()
+    assert [tuple(r) for r in left] == [("test.lane_a", "queued"), ("test.lane_b", "done")]
