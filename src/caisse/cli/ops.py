@@ -54,6 +54,19 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 32,
+        kind: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--kind",
+                help="Only claim jobs of this kind (repeat it): deliver, issue_invoice, "
+                "issue_credit_note, send_invoice_email, reconcile. A rendering lane, so "
+                "deliveries never wait behind PDFs: --kind issue_invoice --kind "
+                "issue_credit_note --kind send_invoice_email --no-events",
+            ),
+        ] = None,
+        no_events: Annotated[
+            bool, typer.Option("--no-events", help="Leave inbound provider events to others")
+        ] = False,
     ) -> None:
         """Run job workers only (scale-out: any number, on any machine, on PostgreSQL)."""
         from caisse.jobs.worker import Worker
@@ -65,7 +78,12 @@ def register(app: typer.Typer) -> None:
 
             async def main() -> None:
                 stop = asyncio.Event()
-                await Worker(rt, concurrency=concurrency).run(stop)
+                await Worker(
+                    rt,
+                    concurrency=concurrency,
+                    kinds=tuple(kind) if kind else None,
+                    events=not no_events,
+                ).run(stop)
 
             try:
                 asyncio.run(main())
