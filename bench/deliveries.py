@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from caisse.delivery import signing
 from caisse.jobs.worker import Worker
 from caisse.orders import messages
 from caisse.providers.stripe import simulate
+from caisse.config import Settings
 from caisse.runtime import Runtime
 from caisse.storage import models as m
 from caisse.storage.migrate import upgrade
@@ -47,6 +49,7 @@ from caisse.tenants import services as tenants
 BACKLOG = 2000
 RATES = (200, 50)  # the issue's figure, and a rate one process sustains on a small machine
 EVENTS = 400
+BIN = Path(sys.executable).parent
 PG = os.environ.get("CAISSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -116,14 +119,67 @@ def throughput(url: str, tmp: Path) -> float:
         rt.close()
 
 
+def paid(receiver: Receiver) -> int:
+    return sum(1 for _, kind, _ in receiver.stats()["arrivals"] if kind == "order.paid")
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(url: str, tmp: Path, stripe_url: str, rate: int) -> dict[str, Any]:
-    """Provider event → partner delivery latency at a steady ``rate`` events/s (the whole
-    pipeline in one process: ingest, processing, invoices, fan-out, delivery)."""
+@contextlib.contextmanager
+def delivery_lane(rt: Runtime) -> Iterator[None]:
+    """The server's own worker, limited to events and partner deliveries (a thread)."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        async def main() -> None:
+            stop = asyncio.Event()
+            holder["loop"], holder["stop"] = asyncio.get_running_loop(), stop
+            ready.set()
+            await Worker(rt, kinds=("deliver", "reconcile")).run(stop)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def render_lane(settings: Settings) -> Iterator[None]:
+    """``caisse worker`` for invoices and their emails, in its own process."""
+    env = {
+        **os.environ,
+        "CAISSE_DATA_DIR": str(settings.data_dir),
+        "CAISSE_DATABASE_URL": settings.database_url,
+        "CAISSE_MASTER_KEY": settings.master_keys[0].reveal(),
+        "CAISSE_ADMIN_TOKEN": settings.admin_token.reveal(),
+        "CAISSE_LOG_LEVEL": "WARNING",
+    }
+    kinds = ("issue_invoice", "issue_credit_note", "send_invoice_email")
+    args = [str(BIN / "caisse"), "worker", "--no-events"]
+    for kind in kinds:
+        args += ["--kind", kind]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def latency(url: str, tmp: Path, stripe_url: str, rate: int, *, split: bool) -> dict[str, Any]:
+    """Provider event → partner delivery latency at a steady ``rate`` events/s. One process
+    does it all (ingest, processing, invoices, fan-out, delivery), or, with ``split``, a
+    second ``caisse worker`` process renders the invoices (the deployment for such rates)."""
     settings = make_settings(tmp, url, allow_private_targets=True, stripe_api_base=stripe_url,
                              worker_poll_interval=0.5)  # fmt: skip
     rt = Runtime.build(settings)
@@ -131,7 +187,9 @@ def latency(url: str, tmp: Path, stripe_url: str, rate: int) -> dict[str, Any]:
     try:
         with (
             Receiver() as receiver,
-            live_caisse(rt) as live,
+            render_lane(settings) if split else contextlib.nullcontext(),
+            live_caisse(rt, run_worker=not split) as live,
+            delivery_lane(rt) if split else contextlib.nullcontext(),
             httpx.Client(base_url=live.url, timeout=30) as http,
         ):
             merchant = new_merchant(http, rt)
@@ -175,14 +233,15 @@ def latency(url: str, tmp: Path, stripe_url: str, rate: int) -> dict[str, Any]:
             for t in threads:
                 t.join()
             deadline = time.monotonic() + 15
-            while receiver.count() < total and time.monotonic() < deadline:
+            while paid(receiver) < total and time.monotonic() < deadline:
                 time.sleep(0.05)
             lat = [
                 (arrived - posted[order_id]) * 1000
-                for arrived, order_id in receiver.stats()["arrivals"]
-                if order_id in posted
+                for arrived, kind, order_id in receiver.stats()["arrivals"]
+                if kind == "order.paid" and order_id in posted
             ]
         return {
+            "setup": "two processes (render lane)" if split else "one process",
             "events": total,
             "delivered": len(lat),
             "rate_per_s": rate,
@@ -204,8 +263,9 @@ def main(engines: tuple[str, ...] = ("sqlite", "postgresql")) -> list[dict[str, 
                 per_s = throughput(url, tmp)
             lat = []
             for rate in RATES:
-                with database(engine, tmp) as url:
-                    lat.append(latency(url, tmp, stripe_url, rate))
+                for split in (False, True):
+                    with database(engine, tmp) as url:
+                        lat.append(latency(url, tmp, stripe_url, rate, split=split))
             result = {
                 "bench": "deliveries",
                 "engine": engine,

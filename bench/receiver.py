@@ -1,7 +1,7 @@
 """A fast partner for the delivery benchmark, in its own process (it must not share the
 worker's interpreter lock, or the figure would measure both). It answers every POST with 200
 at once and stamps each arrival with ``time.monotonic()``, which is the same clock in every
-process of the machine; ``GET /_stats`` returns ``{"count": n, "arrivals": [[t, order_id], …]}``.
+process of the machine; ``GET /_stats`` returns ``{"count": n, "arrivals": [[t, type, order_id], …]}``.
 
 Run as ``python bench/receiver.py PORT``; ``Receiver`` starts and stops it from the bench.
 """
@@ -17,14 +17,16 @@ from typing import Any
 
 import httpx
 
-_ARRIVALS: list[tuple[float, str | None]] = []
+_ARRIVALS: list[tuple[float, str | None, str | None]] = []
 
 
-def _order_id(body: bytes) -> str | None:
+def _what(body: bytes) -> tuple[str | None, str | None]:
+    """(message type, order id) of a delivery, when it has them."""
     try:
-        return str(json.loads(body)["data"]["order"]["id"])
+        message = json.loads(body)
+        return str(message["type"]), str(message["data"]["order"]["id"])
     except (ValueError, KeyError, TypeError):
-        return None
+        return None, None
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -39,7 +41,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["method"] == "GET":
         out = json.dumps({"count": len(_ARRIVALS), "arrivals": _ARRIVALS}).encode()
     else:
-        _ARRIVALS.append((time.monotonic(), _order_id(bytes(body))))
+        _ARRIVALS.append((time.monotonic(), *_what(bytes(body))))
         out = b'{"received":true}'
     await send(
         {
