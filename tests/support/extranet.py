@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
+from caisse.providers.stripe import simulate
 from caisse.runtime import Runtime
 from caisse.tenants.users import create_user
-from tests.support.api import Client
+from tests.support.api import Client, Merchant, create_order, drain, order_meta, post_event
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -49,3 +51,20 @@ def switch(client: Client, csrf: str, environment: str) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
+
+
+def pay_order(client: Client, rt: Runtime, merchant: Merchant, env: str = "test") -> dict[str, Any]:
+    """An order created through the API and paid by a signed Stripe event, jobs drained (the
+    order is ``paid``, its partner messages sent, its invoice issued)."""
+    order = create_order(client, merchant, env=env)
+    event = simulate.build_event(
+        "payment_intent.succeeded",
+        livemode=env == "live",
+        metadata=order_meta(merchant, order),
+        payment_intent_id=order["payment"]["payment_intent"],
+        amount=order["amount_total"],
+    )
+    r = post_event(client, merchant, event, env=env)
+    assert r.status_code == 200, r.text
+    drain(rt)
+    return order

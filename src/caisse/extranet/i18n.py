@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from caisse.extranet import i18n_sections
+
 LANGUAGES = ("en", "fr")
 DEFAULT = "en"
 
@@ -300,6 +302,8 @@ FR: dict[str, str] = {
     "common.none": "—",
 }
 
+EN.update(i18n_sections.EN)
+FR.update(i18n_sections.FR)
 CATALOGUES = {"en": EN, "fr": FR}
 
 

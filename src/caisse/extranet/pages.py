@@ -59,6 +59,7 @@ jinja = Environment(
 jinja.filters["money"] = lambda amount, currency: _money(amount, currency)
 jinja.filters["when"] = _when
 jinja.filters["pretty"] = _pretty
+jinja.filters["major"] = lambda amount, currency: str(money.to_decimal(int(amount), currency))
 
 
 def language(request: Request) -> str:
@@ -177,6 +178,10 @@ NAV: list[tuple[str, str]] = [
     ("/ui/", "nav.dashboard"),
     ("/ui/orders", "nav.orders"),
     ("/ui/events", "nav.events"),
+    ("/ui/partners", "nav.partners"),
     ("/ui/settings/stripe", "nav.stripe"),
+    ("/ui/settings/xsolla", "nav.xsolla"),
+    ("/ui/catalog", "nav.catalog"),
+    ("/ui/settings/seller", "nav.seller"),
     ("/ui/users", "nav.users"),
 ]

@@ -195,3 +195,72 @@ def order_inbound_events(s: Session, caller: Caller, order: m.Order) -> list[m.I
             _events(caller).where(m.InboundEvent.order_id == order.id).order_by(m.InboundEvent.id)
         )
     )
+
+
+def list_endpoints(s: Session, caller: Caller) -> list[m.Endpoint]:
+    """Every partner endpoint of the environment shown (a handful per merchant: no paging)."""
+    return list(
+        s.scalars(
+            select(m.Endpoint)
+            .where(
+                m.Endpoint.tenant_id == caller.tenant_id,
+                m.Endpoint.environment == caller.environment,
+            )
+            .order_by(m.Endpoint.id.desc())
+        )
+    )
+
+
+def endpoint_deliveries(
+    s: Session, endpoint: m.Endpoint, status: str, starting_after: str | None
+) -> tuple[list[m.Delivery], bool]:
+    """The delivery log of one endpoint (already checked to be the caller's), newest first."""
+    stmt = select(m.Delivery).where(m.Delivery.endpoint_id == endpoint.id)
+    if status:
+        stmt = stmt.where(m.Delivery.status == status)
+    return page(s, stmt, m.Delivery.id, limit=PAGE_SIZE, starting_after=starting_after or None)
+
+
+def order_deliveries(
+    s: Session, caller: Caller, order: m.Order
+) -> list[tuple[m.Delivery, m.Endpoint]]:
+    """Deliveries of the order's partner messages, with their endpoint, oldest first."""
+    rows = s.execute(
+        select(m.Delivery, m.Endpoint)
+        .join(m.Message, m.Message.id == m.Delivery.message_id)
+        .join(m.Endpoint, m.Endpoint.id == m.Delivery.endpoint_id)
+        .where(
+            m.Delivery.tenant_id == caller.tenant_id,
+            m.Delivery.environment == caller.environment,
+            m.Message.order_id == order.id,
+        )
+        .order_by(m.Delivery.id)
+    ).all()
+    return [(d, e) for d, e in rows]
+
+
+def provider_account(s: Session, caller: Caller, provider: str) -> m.ProviderAccount | None:
+    return s.execute(
+        select(m.ProviderAccount).where(
+            m.ProviderAccount.tenant_id == caller.tenant_id,
+            m.ProviderAccount.environment == caller.environment,
+            m.ProviderAccount.provider == provider,
+        )
+    ).scalar_one_or_none()
+
+
+def list_catalog(
+    s: Session, caller: Caller, starting_after: str | None
+) -> tuple[list[m.CatalogItem], bool]:
+    stmt = select(m.CatalogItem).where(
+        m.CatalogItem.tenant_id == caller.tenant_id,
+        m.CatalogItem.environment == caller.environment,
+    )
+    return page(s, stmt, m.CatalogItem.id, limit=PAGE_SIZE, starting_after=starting_after or None)
+
+
+def has_endpoint(s: Session, caller: Caller) -> bool:
+    stmt = select(m.Endpoint.id).where(
+        m.Endpoint.tenant_id == caller.tenant_id, m.Endpoint.environment == caller.environment
+    )
+    return _count(s, stmt.limit(1)) > 0

@@ -20,7 +20,20 @@ from starlette.staticfiles import StaticFiles
 from caisse import errors as e
 from caisse.extranet import auth
 from caisse.extranet.pages import STATIC, LoginRequired, redirect, render_template
-from caisse.extranet.views import account, dashboard, events, invoices, orders, stripe, users
+from caisse.extranet.views import (
+    account,
+    catalog,
+    dashboard,
+    deliveries,
+    events,
+    invoices,
+    orders,
+    partners,
+    seller,
+    stripe,
+    users,
+    xsolla,
+)
 from caisse.web.errors import status_for
 
 log = logging.getLogger("caisse.extranet")
@@ -44,7 +57,16 @@ ROUTERS = [
     events.router,
     users.router,
     invoices.router,
+    partners.router,
+    deliveries.router,
+    xsolla.router,
+    catalog.router,
+    seller.router,
 ]
+
+# The later sections' hooks, registered once at import (``build`` may run more than once).
+dashboard.EXTRA_STEPS.extend([partners.step, seller.step, xsolla.step])
+orders.ORDER_SECTIONS.append(deliveries.order_section)
 
 
 def _error_page(

@@ -1,5 +1,7 @@
 """The extranet in headless Chromium (Debian's package, driven by Playwright), against a real
-caisse server with its worker, on both engines.
+caisse server with its worker, on both engines: sign in, Stripe keys, seller details, a partner
+endpoint on a real loopback receiver (test webhook, delivery log), Xsolla settings and the
+catalogue, an order's timeline and its invoice downloaded.
 
 Set ``CAISSE_SCREENSHOTS_DIR`` to also save screenshots of the main pages (SQLite run only);
 ``scripts/screenshots.py`` does that for ``docs/img/``.
@@ -16,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from standardwebhooks import Webhook
+from tests.support import partners
 from tests.support.api import Merchant, order_body, wait_for
 from tests.support.extranet import new_user
 from tests.support.servers import live_caisse
@@ -52,12 +56,20 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def server(rt, localstripe_url):  # type: ignore[no-untyped-def]
-    rt.settings = Settings(**{**rt.settings.__dict__, "stripe_api_base": localstripe_url})
+    # The partner receiver listens on loopback: CAISSE_ALLOW_PRIVATE_TARGETS for this test.
+    fields = {"stripe_api_base": localstripe_url, "allow_private_targets": True}
+    rt.settings = Settings(**{**rt.settings.__dict__, **fields})
     with live_caisse(rt) as live:
         yield live
 
 
-def test_merchant_flow(browser, server, rt, db_url):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def partner() -> Iterator[partners.PartnerServer]:
+    with partners.ok(body=b'{"received": true, "ref": "CA-1"}') as p:
+        yield p
+
+
+def test_merchant_flow(browser, server, rt, db_url, partner):  # type: ignore[no-untyped-def]
     shots = os.environ.get("CAISSE_SCREENSHOTS_DIR") if db_url.startswith("sqlite") else None
     api = httpx.Client(base_url=server.url, timeout=30)
     merchant = _tenant(api, rt)
@@ -67,6 +79,7 @@ def test_merchant_flow(browser, server, rt, db_url):  # type: ignore[no-untyped-
         locale="en-GB",
         viewport={"width": 1280, "height": 900},
         permissions=["clipboard-read", "clipboard-write"],
+        accept_downloads=True,
     )
     page = context.new_page()
 
@@ -110,6 +123,65 @@ def test_merchant_flow(browser, server, rt, db_url):  # type: ignore[no-untyped-
     assert page.evaluate("navigator.clipboard.readText()") == expected
     snap("stripe-settings")
 
+    # Seller details, printed on the invoices to come.
+    page.click("nav >> text=Seller")
+    page.fill("#legal_legal_name", "Hôtel des Tests SARL")
+    page.fill("#legal_address_line1", "1 quai de la Fosse")
+    page.fill("#legal_postcode", "44000")
+    page.fill("#legal_city", "Nantes")
+    page.fill("#legal_country", "FR")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("[data-testid=done]")
+    snap("seller")
+
+    # A partner endpoint on a real receiver: the secret shown once, then masked; a test webhook.
+    page.click("nav >> text=Partners")
+    api_key = "partner-key-" + secrets.token_hex(16)
+    page.fill("#url", partner.url)
+    page.fill("#api_key", api_key)
+    page.check("input[name=event_types][value='order.paid']")
+    page.check("input[name=event_types][value='invoice.issued']")
+    page.fill("#description", "Compta staging")
+    snap("partners")
+    page.click("form[action='/ui/partners'] button[type=submit]")
+    page.wait_for_selector("[data-testid=secret-once]")
+    secret = page.get_by_test_id("new-secret").input_value()
+    assert secret.startswith("whsec_")
+    page.locator("button[data-copy='#new_secret']").click()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    page.get_by_test_id("send-test").click()
+    page.wait_for_selector("[data-testid=test-result]")
+    assert page.get_by_test_id("test-status").inner_text() == "HTTP 200"
+    assert page.get_by_test_id("test-duration").inner_text().endswith(" ms")
+    assert secret not in page.content()
+    assert api_key not in page.content()
+    assert page.get_by_test_id("secret-masked").inner_text() == "whsec_••••••••" + secret[-4:]
+    test_message = Webhook(secret).verify(partner.requests[0].body, partner.requests[0].header_dict)
+    assert test_message["type"] == "endpoint.test"
+
+    # Xsolla settings (masked once saved) and a catalogue item.
+    page.click("nav >> text=Xsolla")
+    xsolla_key = "xsolla-" + secrets.token_hex(12)
+    page.fill("#merchant_id", "123456")
+    page.fill("#project_id", "271828")
+    page.fill("#xs_api_key", xsolla_key)
+    page.fill("#xs_webhook_secret", "xsolla-hook-" + secrets.token_hex(12))
+    page.fill("#firebase_project_id", "demo-hotel-games")
+    page.fill("#return_url_allowlist", "https://game.example/after-pay")
+    page.click("button:has-text('Save Xsolla settings')")
+    page.wait_for_selector("[data-testid=done]")
+    assert page.get_by_test_id("api-key-masked").inner_text().endswith(xsolla_key[-4:])
+    assert xsolla_key not in page.content()
+    snap("xsolla-settings")
+    page.click("nav >> text=Catalogue")
+    page.fill("#sku", "gems.100")
+    page.fill("#name", "100 gems")
+    page.fill("#price", "4.99")
+    page.fill("#currency", "EUR")
+    page.click("form[action='/ui/catalog'] button[type=submit]")
+    page.wait_for_selector("[data-testid=items] >> text=4.99 EUR")
+    snap("catalog")
+
     # An order comes in through the API (the merchant's site), then a test event about it.
     key = merchant.keys["test"]
     r = api.post(
@@ -119,7 +191,7 @@ def test_merchant_flow(browser, server, rt, db_url):  # type: ignore[no-untyped-
     )
     assert r.status_code == 201, r.text
     order = r.json()
-    page.reload()
+    page.click("nav >> text=Stripe")
     page.select_option("#event_type", "payment_intent.succeeded")
     page.select_option("#order_id", order["id"])
     page.click("section:has(#event_type) button[type=submit]")
@@ -140,7 +212,29 @@ def test_merchant_flow(browser, server, rt, db_url):  # type: ignore[no-untyped-
     assert "payment_intent.succeeded" in timeline
     assert "42.00 EUR" in page.get_by_test_id("amount-paid").inner_text()
     assert "order.paid" in page.get_by_test_id("messages").inner_text()
+
+    # The invoice: issued by the worker, downloaded from the order page.
+    _wait_invoice(rt, order["id"])
+    page.reload()
+    link = page.locator("[data-testid=documents] a").first
+    with page.expect_download() as download:
+        link.click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert download.value.suggested_filename.endswith(".pdf")
     snap("order")
+
+    # The partner got order.paid; the delivery log shows it with its status code.
+    _wait_delivered(rt, "order.paid")
+    page.click("nav >> text=Partners")
+    page.click(f"[data-testid=endpoints] >> text={partner.url}")
+    page.wait_for_selector("[data-testid=deliveries]")
+    log = page.get_by_test_id("deliveries").inner_text()
+    assert "order.paid" in log
+    assert "200" in log
+    assert "delivered" in log
+    assert '"ref": "CA-1"' in log  # the first bytes of the partner's answer
+    snap("partner")
 
     # The dashboard checklist, then French.
     page.click("nav >> text=Dashboard")
@@ -159,6 +253,33 @@ def _tenant(api: httpx.Client, rt) -> Merchant:  # type: ignore[no-untyped-def]
     assert r.status_code == 201, r.text
     body = r.json()
     return Merchant(body["id"], body["api_keys"])
+
+
+def _wait_invoice(rt, order_id: str) -> None:  # type: ignore[no-untyped-def]
+    def issued() -> bool:
+        with rt.db.read() as s:
+            return bool(
+                s.execute(
+                    select(m.Invoice.pdf_sha256).where(
+                        m.Invoice.order_id == order_id, m.Invoice.kind == "invoice"
+                    )
+                ).scalar_one_or_none()
+            )
+
+    wait_for(issued, timeout=60)
+
+
+def _wait_delivered(rt, event_type: str) -> None:  # type: ignore[no-untyped-def]
+    def delivered() -> bool:
+        with rt.db.read() as s:
+            return (
+                s.execute(
+                    select(m.Delivery.status).where(m.Delivery.event_type == event_type)
+                ).scalar_one_or_none()
+                == "delivered"
+            )
+
+    wait_for(delivered, timeout=60)
 
 
 def _wait_processed(rt, order_id: str) -> None:  # type: ignore[no-untyped-def]

@@ -15,3 +15,9 @@ document.addEventListener("click", async (event) => {
   button.setAttribute("aria-live", "polite");
   setTimeout(() => { button.textContent = label; }, 2000);
 });
+
+// Forms with data-confirm ask first (deleting an endpoint, rotating its secret).
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

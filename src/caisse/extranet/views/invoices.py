@@ -1,4 +1,5 @@
-"""Download an order's invoice or credit note (PDF rendered by ``caisse.invoices``)."""
+"""Download an order's invoice or credit note: the stored PDF, as issued, of the signed-in
+merchant's environment only (another tenant's or environment's document is not found)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from starlette.responses import Response
 
-from caisse.errors import NotFound
+from caisse.errors import Conflict, NotFound
 from caisse.extranet.pages import PageDep
+from caisse.mail.compose import attachment_filename
 from caisse.storage import models as m
 
 router = APIRouter()
@@ -23,11 +25,14 @@ def invoice_pdf(invoice_id: str, page: PageDep) -> Response:
                 m.Invoice.environment == page.user.environment,
             )
         ).scalar_one_or_none()
-        if row is None or row.pdf is None:
+        if row is None:
             raise NotFound("No such invoice")
+        if row.pdf is None:
+            raise Conflict("The PDF of this invoice is being generated; retry shortly")
         pdf, number = row.pdf, row.number
+    name = attachment_filename(number) if number else f"{invoice_id}.pdf"
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{number or invoice_id}.pdf"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
