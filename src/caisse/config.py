@@ -3,13 +3,18 @@
 Only ``create_app()`` and the CLI build a ``Settings``; nothing reads the environment at import
 time. Every variable is optional for the embedded default: SQLite in the data folder, an operator
 token and a master key generated into that folder on first start (mode 0600) and printed once.
+
+Secrets never show themselves: they are ``Secret`` values, and URLs that may carry credentials
+(``CAISSE_DATABASE_URL``'s password) are shown through :func:`redact_url` in ``repr(settings)``
+and in :meth:`Settings.describe`, the view the CLI prints.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from caisse.errors import InvalidRequest
@@ -44,6 +49,30 @@ class Secret:
         return hash(self._value)
 
 
+# ``scheme://user:password@host``: the password runs to the last ``@`` (an unescaped ``@`` in a
+# pasted password then hides too much rather than too little).
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:/@?#]*):.*@", re.DOTALL)
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;](?:password|passwd|pass|pwd|sslpassword|secret|token|api[_-]?key)=)[^&;#]*",
+    re.IGNORECASE,
+)
+MASKED = "***"
+
+
+def url_password(url: str) -> str | None:
+    """The password written in a URL, so an error message quoting it can be scrubbed."""
+    found = _URL_PASSWORD.match(url)
+    if found is None:
+        return None
+    return url[len(found["head"]) + 1 : found.end() - 1] or None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (and secret-looking query values) replaced by ``***``."""
+    url = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{MASKED}@", url, count=1)
+    return _QUERY_SECRET.sub(lambda m: f"{m['name']}{MASKED}", url)
+
+
 def _read_dotenv(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if not path.is_file():
@@ -69,7 +98,7 @@ def _write_private(path: Path, content: str) -> None:
         handle.write(content)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     data_dir: Path
     database_url: str
@@ -94,6 +123,36 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     generated: tuple[str, ...] = field(default=(), compare=False)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={_redacted(getattr(self, f.name))!r}" for f in fields(self) if f.repr
+        )
+        return f"Settings({shown})"
+
+    __str__ = __repr__
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as an operator may see it: secrets hidden, URL passwords masked."""
+        view: dict[str, str] = {}
+        for f in fields(self):
+            if f.name == "generated":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                # A URL keeps its host and user (useful to check); any other secret is hidden.
+                raw = value.reveal()
+                view[f.name] = redact_url(raw) if "://" in raw else MASKED
+            elif isinstance(value, tuple) and any(isinstance(v, Secret) for v in value):
+                view[f.name] = f"{MASKED} ({len(value)} set)"
+            elif isinstance(value, tuple):
+                view[f.name] = ", ".join(str(v) for v in value)
+            elif value is None:
+                view[f.name] = ""
+            else:
+                view[f.name] = redact_url(str(value))
+        view["xsolla_merchant_api_base"] = redact_url(self.xsolla_merchant_api_base)
+        return view
 
     @property
     def xsolla_merchant_api_base(self) -> str:
@@ -175,6 +234,10 @@ class Settings:
             log_json=(get("CAISSE_LOG_FORMAT") or "json") == "json",
             generated=tuple(generated),
         )
+
+
+def _redacted(value: object) -> object:
+    return redact_url(value) if isinstance(value, str) else value
 
 
 def _secrets(value: str | None) -> tuple[Secret, ...]:

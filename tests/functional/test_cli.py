@@ -38,14 +38,18 @@ def env_for(data_dir: Path) -> dict[str, str]:
 
 
 def caisse(
-    data_dir: Path, *args: str, stdin: str | None = None, timeout: float = 60
+    data_dir: Path,
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CAISSE), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env=env_for(data_dir),
+        env={**env_for(data_dir), **(env or {})},
         cwd=data_dir.parent,
         timeout=timeout,
         check=False,
@@ -157,6 +161,42 @@ def test_simulate_lists_event_types(data_dir: Path) -> None:
     for name in ("payment_intent.succeeded", "charge.refunded", "charge.dispute.created"):
         assert name in listed.stdout
     assert "Scenarios:" in listed.stdout
+
+
+def test_config_and_database_errors_never_show_a_password(data_dir: Path) -> None:
+    password = "hunter2-" + secrets.token_hex(6)
+    extra = {
+        # port 1: nothing listens there, so the connection is refused at once
+        "CAISSE_DATABASE_URL": f"postgresql://caisse:{password}@127.0.0.1:1/caisse",
+        "CAISSE_SMTP_URL": f"smtp://mailer:{password}@127.0.0.1:2525",
+    }
+    masked_db = "postgresql+psycopg://caisse:***@127.0.0.1:1/caisse"
+
+    table = caisse(data_dir, "config", env=extra)
+    assert table.returncode == 0, table.stderr
+    assert password not in table.stdout + table.stderr
+    assert masked_db in table.stdout
+    assert "smtp://mailer:***@127.0.0.1:2525" in table.stdout
+
+    shown = caisse(data_dir, "config", "--json", env=extra)
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["database_url"] == masked_db
+    assert view["admin_token"] == "***"
+    token = (data_dir / "admin_token").read_text().strip()
+    master_key = (data_dir / "master_key").read_text().strip()
+    for secret in (password, token, master_key):
+        assert secret not in shown.stdout + shown.stderr
+
+    for args in (("migrate",), ("tenant", "create", "Hôtel"), ("worker",)):
+        failed = caisse(data_dir, *args, env=extra)
+        assert_clean_failure(failed, f"cannot use the database {masked_db}")
+        assert password not in failed.stdout + failed.stderr
+    bad_url = caisse(
+        data_dir, "migrate", env={"CAISSE_DATABASE_URL": f"postgresql://u:{password}@db:x/c"}
+    )
+    assert_clean_failure(bad_url, "cannot use the database postgresql+psycopg://u:***@db:x/c")
+    assert password not in bad_url.stdout + bad_url.stderr
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from caisse.config import Secret, Settings, normalize_database_url
+from caisse.config import Secret, Settings, normalize_database_url, redact_url, url_password
 from caisse.crypto import SecretBox
 from caisse.errors import InvalidRequest
 
@@ -109,11 +109,69 @@ def test_secret_never_shows_itself() -> None:
 
 
 def test_settings_repr_shows_no_secret(tmp_path: Path) -> None:
-    s = Settings.from_env(env_for(tmp_path, CAISSE_SMTP_URL="smtp://u:hunter2-pass@mail:587"))
-    text = repr(s)
-    assert s.admin_token.reveal() not in text
-    assert s.master_keys[0].reveal() not in text
-    assert "hunter2-pass" not in text
+    s = Settings.from_env(
+        env_for(
+            tmp_path,
+            CAISSE_SMTP_URL="smtp://u:hunter2-pass@mail:587",
+            CAISSE_DATABASE_URL="postgres://caisse:db-pass-42@db.internal:5432/caisse",
+            CAISSE_STRIPE_CONNECT_SECRET_KEY="sk_test_connect123456789",
+        )
+    )
+    for text in (repr(s), str(s), f"{s}", f"{s!r}", repr([s])):
+        assert s.admin_token.reveal() not in text
+        assert s.master_keys[0].reveal() not in text
+        assert "hunter2-pass" not in text
+        assert "db-pass-42" not in text
+        assert "sk_test_connect" not in text
+        assert "postgresql+psycopg://caisse:***@db.internal:5432/caisse" in text
+    # the real values stay usable
+    assert s.database_url == "postgresql+psycopg://caisse:db-pass-42@db.internal:5432/caisse"
+    assert s.smtp_url is not None
+    assert s.smtp_url.reveal() == "smtp://u:hunter2-pass@mail:587"
+
+
+def test_describe_is_what_an_operator_may_see(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        env_for(
+            tmp_path,
+            CAISSE_SMTP_URL="smtp://u:hunter2-pass@mail:587",
+            CAISSE_DATABASE_URL="postgresql://caisse:db-pass-42@db:5432/caisse",
+            CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET="whsec_aaaaaaaaaaaa,whsec_bbbbbbbbbbbb",
+        )
+    )
+    view = s.describe()
+    shown = " ".join(view.values())
+    for secret in ("hunter2-pass", "db-pass-42", "whsec_", s.admin_token.reveal()):
+        assert secret not in shown
+    assert s.master_keys[0].reveal() not in shown
+    assert view["database_url"] == "postgresql+psycopg://caisse:***@db:5432/caisse"
+    assert view["smtp_url"] == "smtp://u:***@mail:587"  # host and user stay, to check them
+    assert view["admin_token"] == "***"
+    assert view["stripe_connect_webhook_secrets"] == "*** (2 set)"
+    assert view["public_url"] == "http://127.0.0.1:8000"
+    assert "generated" not in view
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "password"),
+    [
+        ("postgresql+psycopg://u:pw@db/caisse", "postgresql+psycopg://u:***@db/caisse", "pw"),
+        ("smtp://mailer:p@ss/w:rd@mail:587", "smtp://mailer:***@mail:587", "p@ss/w:rd"),
+        ("postgresql://u@db:5432/caisse", "postgresql://u@db:5432/caisse", None),
+        ("postgresql://db:5432/caisse", "postgresql://db:5432/caisse", None),
+        ("sqlite:////var/lib/caisse.db", "sqlite:////var/lib/caisse.db", None),
+        ("postgresql://db/c?sslpassword=s3&x=1", "postgresql://db/c?sslpassword=***&x=1", None),
+        ("https://h/x?api_key=k&token=t", "https://h/x?api_key=***&token=***", None),
+        (
+            "https://www.googleapis.com/x509/securetoken@system.gserviceaccount.com",
+            "https://www.googleapis.com/x509/securetoken@system.gserviceaccount.com",
+            None,
+        ),
+    ],
+)
+def test_redact_url_masks_passwords(url: str, shown: str, password: str | None) -> None:
+    assert redact_url(url) == shown
+    assert url_password(url) == password
 
 
 def test_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:

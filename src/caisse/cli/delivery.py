@@ -1,21 +1,23 @@
 """``caisse endpoints …`` and ``caisse deliveries …``: the partner webhook API for operators,
-with rich tables (``--json`` prints the API's JSON instead)."""
+with rich tables (``--json`` prints the API's JSON instead).
+
+The delivery services (SQLAlchemy, aiohttp) are imported inside the commands, so that loading
+the ``caisse`` command stays fast.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import exists, select
 
 from caisse.cli.common import console, errors, out, print_json, runtime
-from caisse.delivery import endpoints as svc
-from caisse.delivery import outbox
-from caisse.storage import models as m
-from caisse.tenants.services import Caller
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from caisse.tenants.services import Caller
 
 endpoints_app = typer.Typer(help="Partner endpoints (webhooks).", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Partner deliveries and their attempts.", no_args_is_help=True)
@@ -26,6 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _caller(tenant: str, env: str) -> Caller:
+    from caisse.tenants.services import Caller
+
     if env not in ("test", "live"):
         raise typer.BadParameter("--env must be test or live")
     return Caller(tenant, env)
@@ -38,6 +42,8 @@ def _when(ts: int | None) -> str:
 
 
 def _endpoint_table(views: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Partner endpoints")
     for col in ("id", "url", "status", "event types", "api key", "failing since"):
         table.add_column(col)
@@ -59,6 +65,11 @@ def _endpoint_table(views: list[dict[str, Any]]) -> Table:
 @endpoints_app.command("list")
 def endpoints_list(tenant: TenantOpt, env: EnvOpt = "test", as_json: JsonOpt = False) -> None:
     """List a tenant's endpoints of one environment."""
+    from sqlalchemy import select
+
+    from caisse.delivery import endpoints as svc
+    from caisse.storage import models as m
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.read() as s:
         rows = s.scalars(
@@ -83,6 +94,8 @@ def endpoints_create(
     description: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Register an endpoint; prints it as JSON with its signing secret (shown once)."""
+    from caisse.delivery import endpoints as svc
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.write() as s:
         _, view = svc.create_endpoint(
@@ -100,6 +113,8 @@ def endpoints_create(
 
 
 def _set_enabled(tenant: str, env: str, endpoint_id: str, enabled: bool) -> None:
+    from caisse.delivery import endpoints as svc
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.write() as s:
         view = svc.update_endpoint(
@@ -129,6 +144,8 @@ def endpoints_disable(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test")
 @endpoints_app.command("delete")
 def endpoints_delete(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test") -> None:
     """Delete an endpoint and its delivery log."""
+    from caisse.delivery import endpoints as svc
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.write() as s:
         print_json(svc.delete_endpoint(s, caller, endpoint_id))
@@ -142,6 +159,8 @@ def endpoints_rotate(
     grace_hours: Annotated[float, typer.Option(help="How long the old secret still signs")] = 24,
 ) -> None:
     """New signing secret (printed once); the old one signs too during the grace period."""
+    from caisse.delivery import endpoints as svc
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.write() as s:
         view = svc.rotate_secret(
@@ -158,6 +177,8 @@ def endpoints_rotate(
 @endpoints_app.command("test")
 def endpoints_test(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test") -> None:
     """Send a signed test message; shows status and timing."""
+    import asyncio
+
     from caisse.delivery.worker import close_clients, send_test
 
     caller = _caller(tenant, env)
@@ -173,6 +194,8 @@ def endpoints_test(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test") ->
 
 
 def _delivery_table(title: str, views: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("delivery", "message", "type", "status", "attempts", "last", "next attempt"):
         table.add_column(col)
@@ -201,6 +224,12 @@ def deliveries_list(
     as_json: JsonOpt = False,
 ) -> None:
     """An endpoint's deliveries, newest first (``--json`` includes every attempt)."""
+    from sqlalchemy import select
+
+    from caisse.delivery import endpoints as svc
+    from caisse.delivery import outbox
+    from caisse.storage import models as m
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.read() as s:
         endpoint = svc.get_endpoint(s, caller, endpoint_id)
@@ -219,6 +248,12 @@ def deliveries_list(
 @deliveries_app.command("show")
 def deliveries_show(delivery_id: str, tenant: TenantOpt, env: EnvOpt = "test") -> None:
     """One delivery and every attempt."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from caisse.delivery import outbox
+    from caisse.storage import models as m
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.read() as s:
         row = s.scalars(
@@ -251,6 +286,8 @@ def deliveries_show(delivery_id: str, tenant: TenantOpt, env: EnvOpt = "test") -
 @deliveries_app.command("retry")
 def deliveries_retry(delivery_id: str, tenant: TenantOpt, env: EnvOpt = "test") -> None:
     """Try a delivery again now."""
+    from caisse.delivery import outbox
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.write() as s:
         view = outbox.delivery_view(
@@ -267,6 +304,8 @@ def deliveries_replay(
     env: EnvOpt = "test",
 ) -> None:
     """Queue again an endpoint's failed deliveries (and missed messages) since a time."""
+    from caisse.delivery import outbox
+
     caller = _caller(tenant, env)
     when = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
     if when.tzinfo is None:
@@ -278,6 +317,11 @@ def deliveries_replay(
 @deliveries_app.command("undelivered")
 def deliveries_undelivered(tenant: TenantOpt, env: EnvOpt = "test", limit: int = 50) -> None:
     """Deliveries not (yet) delivered, across the tenant's endpoints of one environment."""
+    from sqlalchemy import exists, select
+
+    from caisse.delivery import outbox
+    from caisse.storage import models as m
+
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.read() as s:
         rows = s.scalars(

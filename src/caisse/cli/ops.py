@@ -1,13 +1,13 @@
-"""Running caisse: serve, worker, migrate, demo (``reconcile`` is in ``cli/reconcile.py``)."""
+"""Running caisse: serve, worker, migrate, config, demo (``reconcile`` is in
+``cli/reconcile.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 
-from caisse.cli.common import console, errors, runtime, settings
+from caisse.cli.common import console, database, out, print_json, runtime, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         s = settings()
         configure(s.log_level, json_format=s.log_json)
-        with errors():
+        with database(s.database_url):
             upgrade(s.database_url)
         if no_worker:
             os.environ["CAISSE_NO_WORKER"] = "1"
@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Run job workers only (scale-out: any number, on any machine, on PostgreSQL)."""
+        import asyncio
+
         from caisse.jobs.worker import Worker
         from caisse.logging import configure
 
@@ -96,9 +98,28 @@ def register(app: typer.Typer) -> None:
         from caisse.storage.migrate import upgrade
 
         s = settings()
-        with errors():
+        with database(s.database_url):
             upgrade(s.database_url)
         console.print("[green]Database schema is up to date.[/]")
+
+    @app.command("config")
+    def show_config(
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of a table")
+        ] = False,
+    ) -> None:
+        """Show the configuration in effect (secrets hidden, passwords in URLs masked)."""
+        view = settings().describe()
+        if as_json:
+            print_json(view)
+            return
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table("setting", "value", title="caisse configuration", title_justify="left")
+        for name, value in view.items():
+            table.add_row(name, escape(value))
+        out.print(table)
 
     @app.command()
     def demo(

@@ -7,7 +7,6 @@ import datetime as dt
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from caisse.cli.common import console, errors, out, runtime
 
@@ -39,6 +38,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         from rich.progress import Progress
+        from rich.table import Table
 
         from caisse.reconcile import reconcile as run
 

@@ -3,20 +3,16 @@ caisse, as ``stripe trigger`` does, so merchants can test their set-up end to en
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-import httpx
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 from caisse.cli.common import console, fail, out, runtime
-from caisse.providers.stripe import simulate
-from caisse.providers.stripe.catalog import SUBSCRIBED_EVENT_TYPES
-from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
-from caisse.storage import models as m
-from caisse.tenants.credentials import webhook_url
+from caisse.config import redact_url
+
+if TYPE_CHECKING:
+    import httpx
 
 simulate_app = typer.Typer(help="Send realistic, signed provider events.", no_args_is_help=True)
 
@@ -25,6 +21,12 @@ def _target(
     tenant: str, live: bool, order_id: str | None, url: str | None, secret: str | None
 ) -> tuple[str, list[str], dict[str, Any]]:
     """The URL, signing secrets and order facts, from the local database unless given."""
+    from sqlalchemy import select
+
+    from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
+    from caisse.storage import models as m
+    from caisse.tenants.credentials import webhook_url
+
     env = "live" if live else "test"
     facts: dict[str, Any] = {}
     with runtime() as rt, rt.db.read() as s:
@@ -59,6 +61,10 @@ def _target(
 
 
 def send(target: str, secrets: list[str], event: dict[str, Any]) -> httpx.Response:
+    import httpx
+
+    from caisse.providers.stripe import simulate
+
     body, headers = simulate.signed_delivery(event, secrets)
     return httpx.post(target, content=body, headers=headers, timeout=15)
 
@@ -86,6 +92,11 @@ def simulate_stripe(
     ] = False,
 ) -> None:
     """Send one signed Stripe event (or a scenario's events) to caisse."""
+    from rich.table import Table
+
+    from caisse.providers.stripe import simulate
+    from caisse.providers.stripe.catalog import SUBSCRIBED_EVENT_TYPES
+
     if list_types:
         table = Table("event type", title="Stripe event types caisse handles")
         for t in SUBSCRIBED_EVENT_TYPES:
@@ -99,6 +110,8 @@ def simulate_stripe(
         fail(f"Unknown event type {event_type!r}; see --list")
     if scenario is not None and scenario not in simulate.SCENARIOS:
         fail(f"Unknown scenario {scenario!r}; see --list")
+    import httpx
+
     target, secrets, facts = _target(tenant, live, order, url, secret)
     params: dict[str, Any] = {"amount": amount, "currency": currency, **facts}
     if scenario is not None:
@@ -110,7 +123,7 @@ def simulate_stripe(
         try:
             response = send(target, secrets, event)
         except httpx.HTTPError as exc:
-            fail(f"Could not reach {target}: {exc.__class__.__name__}")
+            fail(f"Could not reach {redact_url(target)}: {exc.__class__.__name__}")
             return
         ok = response.status_code == 200
         failed += 0 if ok else 1

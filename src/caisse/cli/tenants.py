@@ -1,3 +1,5 @@
+"""``caisse tenant create`` and ``caisse user create`` (services imported when run)."""
+
 from __future__ import annotations
 
 import sys
@@ -6,7 +8,6 @@ from typing import Annotated
 import typer
 
 from caisse.cli.common import console, errors, print_json, runtime
-from caisse.tenants import services, users
 
 tenant_app = typer.Typer(help="Tenants (merchants).", no_args_is_help=True)
 user_app = typer.Typer(help="Extranet users.", no_args_is_help=True)
@@ -15,6 +16,8 @@ user_app = typer.Typer(help="Extranet users.", no_args_is_help=True)
 @tenant_app.command("create")
 def tenant_create(name: str) -> None:
     """Create a tenant; prints its id and API keys (shown once) as JSON."""
+    from caisse.tenants import services
+
     with runtime() as rt, errors(), rt.db.write() as s:
         tenant, keys = services.create_tenant(s, rt.clock, name)
         view = services.tenant_view(tenant)
@@ -30,6 +33,8 @@ def user_create(
     ] = False,
 ) -> None:
     """Create an extranet user for a tenant."""
+    from caisse.tenants import users
+
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

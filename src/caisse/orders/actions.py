@@ -53,7 +53,7 @@ def refund(
     body = {"amount": amount, "reason": reason}
     with rt.db.write() as s:
         row = get_order_row(s, caller, order_id)
-        claim = idempotency.claim(s, caller, scope, key, body, now=rt.clock.now())
+        claim = idempotency.claim(s, caller, scope, key, body, now=rt.clock.now(), box=rt.box)
         if claim.replay is not None:
             return claim.replay
         if row.provider != "stripe" or not row.provider_payment_id:
@@ -71,7 +71,7 @@ def refund(
         # than the charge has left, and localstripe would refund the whole charge again).
         amount = left if amount is None else amount
         gateway = _gateway(rt, s, caller)
-        idempotency.note_progress(s, caller, scope, key, {"started": True})
+        idempotency.note_progress(s, caller, scope, key, {"started": True}, box=rt.box)
     try:
         created = gateway.create_refund(
             payment_intent=pi_id,
@@ -122,7 +122,7 @@ def _intent_action(
     key = key or f"auto_{pysecrets.token_hex(16)}"
     with rt.db.write() as s:
         row = get_order_row(s, caller, order_id)
-        claim = idempotency.claim(s, caller, scope, key, body, now=rt.clock.now())
+        claim = idempotency.claim(s, caller, scope, key, body, now=rt.clock.now(), box=rt.box)
         if claim.replay is not None:
             return claim.replay
         problem = _refusal(s, row, action, amount)
@@ -131,7 +131,7 @@ def _intent_action(
             raise problem
         pi_id = str(row.provider_payment_id)
         gateway = _gateway(rt, s, caller)
-        idempotency.note_progress(s, caller, scope, key, {"started": True})
+        idempotency.note_progress(s, caller, scope, key, {"started": True}, box=rt.box)
     stripe_key = f"caisse-{action}-{order_id}-{key}"
     try:
         if action == "capture":
@@ -189,5 +189,5 @@ def _finish(
         s.flush()
         s.refresh(row)
         view = order_view(s, row, box=rt.box, secrets=True)
-        idempotency.finish(s, caller, scope, key, 200, view)
+        idempotency.finish(s, caller, scope, key, 200, view, box=rt.box)
     return 200, view

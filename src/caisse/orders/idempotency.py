@@ -4,6 +4,11 @@ The key is claimed by inserting a row (unique per tenant, environment, route and
 work; the finished response is stored on it and replayed for the same key and the same body.
 The same key with a different body is refused (409). A claim left behind by a crash is resumed
 after ``STALE_AFTER`` by the next request with that key, so a crash never wedges a key.
+
+A stored response can hold secrets shown once (a PaymentIntent's ``client_secret``), so callers
+given the runtime's ``SecretBox`` store it sealed: the whole JSON answer encrypted under the
+master key, as ``{"sealed": <token>}``. The replay opens it, byte for byte the first answer.
+Rows written in clear (before sealing, or by callers storing only ids) still replay.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from caisse.errors import IdempotencyConflict, InvalidRequest
+from caisse.crypto import SecretBox
+from caisse.errors import CaisseError, IdempotencyConflict, InvalidRequest
 from caisse.storage import models as m
 from caisse.storage.sql import insert_ignore
 from caisse.tenants.services import Caller
 
 STALE_AFTER = dt.timedelta(seconds=30)
 MAX_KEY_LENGTH = 255
+SEALED = "sealed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +49,33 @@ def request_hash(body: Any) -> str:
     ).hexdigest()
 
 
+def _seal(box: SecretBox | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """What is stored for ``payload``: sealed under the master key when a box is given."""
+    if box is None:
+        return payload
+    return {SEALED: box.encrypt(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))}
+
+
+def _unseal(box: SecretBox | None, stored: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a stored value, sealed or (legacy, ids only) in clear."""
+    token = stored.get(SEALED)
+    if len(stored) != 1 or not isinstance(token, str):
+        return stored
+    if box is None:
+        raise CaisseError("A sealed idempotent response needs the master key to be replayed")
+    opened: dict[str, Any] = json.loads(box.decrypt(token))
+    return opened
+
+
 def claim(
-    session: Session, caller: Caller, scope: str, key: str, body: Any, *, now: dt.datetime
+    session: Session,
+    caller: Caller,
+    scope: str,
+    key: str,
+    body: Any,
+    *,
+    now: dt.datetime,
+    box: SecretBox | None = None,
 ) -> Claim:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(
@@ -86,21 +118,27 @@ def claim(
             param="Idempotency-Key",
         )
     if row.status_code is not None and row.response is not None:
-        return Claim(key, replay=(row.status_code, row.response))
+        return Claim(key, replay=(row.status_code, _unseal(box, row.response)))
     if row.response is not None:  # in progress, or left by a crash
         if now - row.created_at < STALE_AFTER:
             raise IdempotencyConflict(
                 "A request with this Idempotency-Key is in progress", param="Idempotency-Key"
             )
-        return Claim(key, resume=row.response)
+        return Claim(key, resume=_unseal(box, row.response))
     return Claim(key)
 
 
 def note_progress(
-    session: Session, caller: Caller, scope: str, key: str, progress: dict[str, Any]
+    session: Session,
+    caller: Caller,
+    scope: str,
+    key: str,
+    progress: dict[str, Any],
+    *,
+    box: SecretBox | None = None,
 ) -> None:
     row = _row(session, caller, scope, key)
-    row.response = progress
+    row.response = _seal(box, progress)
 
 
 def finish(
@@ -110,10 +148,13 @@ def finish(
     key: str,
     status_code: int,
     response: dict[str, Any],
+    *,
+    box: SecretBox | None = None,
 ) -> None:
+    """Store the answer to replay; pass ``box`` whenever it may hold a secret or personal data."""
     row = _row(session, caller, scope, key)
     row.status_code = status_code
-    row.response = response
+    row.response = _seal(box, response)
 
 
 def release(session: Session, caller: Caller, scope: str, key: str) -> None:

@@ -52,7 +52,7 @@ def create_order(
     now = rt.clock.now()
 
     with rt.db.write() as s:
-        claim = idempotency.claim(s, caller, SCOPE, key, body, now=now)
+        claim = idempotency.claim(s, caller, SCOPE, key, body, now=now, box=rt.box)
         if claim.replay is not None:
             return claim.replay
         account = get_account(s, caller, "stripe")
@@ -97,7 +97,7 @@ def create_order(
                     created_at=now,
                 )
             )
-            idempotency.note_progress(s, caller, SCOPE, key, {"order_id": order_id})
+            idempotency.note_progress(s, caller, SCOPE, key, {"order_id": order_id}, box=rt.box)
 
     gateway = rt.stripe(secret_key, stripe_account)
     try:
@@ -130,7 +130,7 @@ def create_order(
         row.updated_at = rt.clock.now()
         s.flush()
         view = order_view(s, row, box=rt.box, secrets=True)
-        idempotency.finish(s, caller, SCOPE, key, 201, view)
+        idempotency.finish(s, caller, SCOPE, key, 201, view, box=rt.box)
     return 201, view
 
 
