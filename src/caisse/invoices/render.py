@@ -1,17 +1,19 @@
-"""Draw an ``InvoiceDocument`` as a PDF with fpdf2.
+"""Lay out an ``InvoiceDocument`` as a PDF (with ``caisse.invoices.pdf``).
 
 Policies this module owns:
 
 * **TEST mark.** A document of the test environment carries a large diagonal "TEST" and a banner
-  on every page (drawn from ``header()``, which fpdf2 calls for each new page, including the
-  ones a long lines table breaks onto); a live document carries none of it.
-* **Determinism.** The same document gives the same bytes: the PDF creation date is the issue
-  date (midnight UTC) and fpdf2 derives the file /ID from the content, so a stored hash can be
-  checked by rendering again with the same fonts and fpdf2 version.
+  on every page (drawn whenever a page is started, including the ones a long lines table breaks
+  onto); a live document carries none of it.
+* **Determinism.** The same document gives the same bytes: the PDF dates are the issue date
+  (midnight UTC) and the file /ID is a hash of the content, so a stored hash can be checked by
+  rendering again with the same fonts and caisse version.
 * **Fonts.** DejaVu Sans (TrueType, full Unicode, embedded and subset) is looked up in the usual
   system font folders; the PDF is then PDF/A-3B, ready for Factur-X. Without it the renderer
   falls back to the core Helvetica font: text is transliterated to Latin-1 ("€" becomes "EUR")
-  and the output is not PDF/A.
+  and the output is not PDF/A (nor Factur-X).
+* **Factur-X.** Given the CII XML, the PDF/A-3 carries it as ``factur-x.xml`` (an associated
+  file, ``/AFRelationship /Data``) with the Factur-X XMP extension schema, in the same pass.
 * **French mentions.** When the seller is in France the PDF prints SIREN/SIRET, the VAT number,
   late-payment penalties, the 40 € recovery indemnity (Code de commerce L441-10 and D441-5), the
   early-payment discount and the payment date ("Acquittée le …").
@@ -19,18 +21,13 @@ Policies this module owns:
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import io
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from xml.sax.saxutils import escape
 
-from fpdf import FPDF, FontFace
-
-from caisse.invoices import fonts as _fonts
 from caisse.invoices.document import (
     InvoiceDocument,
     Language,
@@ -39,8 +36,10 @@ from caisse.invoices.document import (
     format_money,
     format_rate,
 )
+from caisse.invoices.fonts import Face, FontUse, core_face, true_type_face
+from caisse.invoices.pdf import Attachment, Document, K, Page
 
-__all__ = ["render_pdf"]
+__all__ = ["FacturXPart", "payment_method_label", "render_pdf"]
 
 _FONT_DIRS = (
     "/usr/share/fonts/truetype/dejavu",
@@ -50,8 +49,10 @@ _FONT_DIRS = (
     "/usr/local/share/fonts",
     "/Library/Fonts",
 )
-_FAMILY = "caisse"
 _MARGIN = 15.0
+_BOTTOM = 25.0  # content stops this far from the bottom edge (room for the footer)
+_PAD = 1.0  # text inset in a cell, as the usual PDF libraries do
+_GREY, _RED, _BLACK = (90, 90, 90), (220, 0, 0), (0, 0, 0)
 
 _LABELS: dict[Language, dict[str, str]] = {
     "fr": {
@@ -174,6 +175,13 @@ def _find_fonts() -> _Fonts | None:
     return None
 
 
+def _faces() -> tuple[Face, Face]:
+    found = _find_fonts()
+    if found is None:
+        return core_face(False), core_face(True)
+    return true_type_face(found.regular), true_type_face(found.bold)
+
+
 def _latin1(text: str) -> str:
     """Make text printable with a core PDF font: the fallback when no Unicode font exists."""
     text = text.replace("€", "EUR").replace("—", "-").replace("’", "'").replace("\u202f", " ")
@@ -187,117 +195,241 @@ def _latin1(text: str) -> str:
     return "".join(out)
 
 
-class _InvoicePDF(FPDF):
-    """fpdf2 document with the TEST mark in every page header and numbered footers."""
+@dataclass(frozen=True, slots=True)
+class FacturXPart:
+    """What a Factur-X PDF/A-3 adds: the CII XML and its XMP description."""
 
-    def __init__(self, doc: InvoiceDocument, fonts: _Fonts | None) -> None:
-        super().__init__(
-            orientation="P",
-            unit="mm",
-            format="A4",
-            enforce_compliance="PDFA_3B" if fonts else None,
-        )
-        self.invoice = doc
-        self.has_unicode = fonts is not None
-        if fonts:
-            # Parsed once per process, forked per document (see caisse.invoices.fonts).
-            _fonts.install(self, _FAMILY, "", fonts.regular)
-            _fonts.install(self, _FAMILY, "B", fonts.bold)
-            self.base_family = _FAMILY
-        else:
-            self.base_family = "helvetica"
+    xml: bytes
+    xmp: str  # rdf:Description elements of the Factur-X extension schema
+    filename: str = "factur-x.xml"
+
+
+class _Layout:
+    """A cursor over the pages of one document: cells, wrapped paragraphs, page breaks."""
+
+    def __init__(self, doc: InvoiceDocument, faces: tuple[Face, Face]) -> None:
+        self.doc = doc
+        self.pdf = Document(faces)
+        self.regular, self.bold = self.pdf.fonts
+        self.unicode = self.pdf.pdfa
         self.labels = _LABELS[doc.language]
-        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
-        self.set_auto_page_break(auto=True, margin=25)
-        self.alias_nb_pages()
+        self.w, self.h = self.pdf.width, self.pdf.height
+        self.page: Page = self.pdf.add_page()
+        self.y = _MARGIN
+        self._header()
 
     def txt(self, text: str) -> str:
-        return text if self.has_unicode else _latin1(text)
+        return text if self.unicode else _latin1(text)
 
-    def header(self) -> None:
-        if not self.invoice.test_mode:
+    def width(self, text: str, font: FontUse, size: float) -> float:
+        """Width of ``text`` in millimetres."""
+        return font.face.text_width(text, size) / K
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def cell(
+        self,
+        x: float,
+        w: float,
+        h: float,
+        text: str,
+        font: FontUse,
+        size: float,
+        align: str = "L",
+        color: tuple[int, int, int] = _BLACK,
+        y: float | None = None,
+    ) -> None:
+        """One line of text in the box (x, y, w, h), vertically centred, as PDF tools do."""
+        text = self.txt(text)
+        top = self.y if y is None else y
+        if align == "R":
+            tx = x + w - _PAD - self.width(text, font, size)
+        elif align == "C":
+            tx = x + (w - self.width(text, font, size)) / 2
+        else:
+            tx = x + _PAD
+        self.page.text(tx, top + h / 2 + 0.3 * size / K, font, size, text, color)
+
+    def wrap(self, text: str, font: FontUse, size: float, w: float) -> list[str]:
+        """Greedy line breaking at spaces (long words are cut) to fit ``w`` millimetres."""
+        text = self.txt(text)
+        limit = (w - 2 * _PAD) * K * 1000 / size  # in font units
+        face = font.face
+        if "\n" not in text and face.text_width(text, 1000) <= limit:
+            return [text]  # the usual case: it fits
+        widths: dict[str, float] = face.width  # type: ignore[assignment]
+        missing = face.missing_width
+        lines: list[str] = []
+        for paragraph in text.split("\n"):
+            line, line_w = "", 0.0
+            for word in paragraph.split(" "):
+                word_w = sum(widths.get(ch, missing) for ch in word)
+                space = widths.get(" ", missing) if line else 0.0
+                if line and line_w + space + word_w <= limit:
+                    line, line_w = f"{line} {word}", line_w + space + word_w
+                    continue
+                if line:
+                    lines.append(line)
+                line, line_w = "", 0.0
+                while word_w > limit and len(word) > 1:  # cut a word longer than the line
+                    cut, cut_w = 1, widths.get(word[0], missing)
+                    while cut < len(word) and cut_w + widths.get(word[cut], missing) <= limit:
+                        cut_w += widths.get(word[cut], missing)
+                        cut += 1
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                    word_w -= cut_w
+                line, line_w = word, word_w
+            lines.append(line)
+        return lines
+
+    def paragraph(
+        self,
+        x: float,
+        w: float,
+        line_h: float,
+        text: str,
+        font: FontUse,
+        size: float,
+        align: str = "L",
+        color: tuple[int, int, int] = _BLACK,
+        breaks: bool = True,
+    ) -> None:
+        """Wrapped text from the cursor down; moves the cursor below it."""
+        for line in self.wrap(text, font, size, w):
+            if breaks:
+                self.ensure(line_h)
+            self.cell(x, w, line_h, line, font, size, align, color)
+            self.y += line_h
+
+    def ensure(self, height: float) -> bool:
+        """Start a new page unless ``height`` millimetres still fit; True if it did."""
+        if self.y + height <= self.h - _BOTTOM:
+            return False
+        self.page = self.pdf.add_page()
+        self.y = _MARGIN
+        self._header()
+        return True
+
+    def _header(self) -> None:
+        if not self.doc.test_mode:
             return
-        with self.local_context(fill_opacity=0.18, text_color=(220, 0, 0)):
-            self.set_font(self.base_family, "B", 150)
-            width = self.get_string_width("TEST")
-            cx, cy = self.w / 2, self.h / 2
-            with self.rotation(angle=50, x=cx, y=cy):
-                self.text(cx - width / 2, cy + 18, "TEST")
-        self.set_font(self.base_family, "B", 9)
-        self.set_text_color(220, 0, 0)
-        self.cell(0, 6, self.txt(self.labels["test_banner"]), align="C")
-        self.set_text_color(0, 0, 0)
-        self.ln(8)
+        width = self.width("TEST", self.bold, 150)
+        cx, cy = self.w / 2, self.h / 2
+        # "TEST" centred on the page, turned 50° about its centre (baseline 18 mm below it).
+        angle = 50.0
+        from math import cos, radians, sin
 
-    def footer(self) -> None:
-        self.set_y(-20)
-        self.set_font(self.base_family, "", 7)
-        self.set_text_color(90, 90, 90)
-        if self.invoice.footer:
-            self.multi_cell(0, 3.5, self.txt(self.invoice.footer), align="C", new_x="LMARGIN")
-        self.set_y(-10)
-        self.cell(0, 4, self.labels["page"].format(page=self.page_no()), align="R")
-        self.set_text_color(0, 0, 0)
+        c, s = cos(radians(angle)), sin(radians(angle))
+        dx, dy = -width / 2, 18.0  # offset from the centre, in the unrotated frame (y down)
+        x = cx + dx * c + dy * s
+        y = cy - dx * s + dy * c
+        self.page.rotated_text(x, y, angle, self.bold, 150, "TEST", _RED, "GS1")
+        self.cell(
+            _MARGIN, self.w - 2 * _MARGIN, 6, self.labels["test_banner"], self.bold, 9, "C", _RED
+        )
+        self.y += 8
+
+    def footers(self) -> None:
+        """Footer text and "Page n/N" on every page, once the page count is known."""
+        pages = self.pdf.pages
+        footer = (
+            self.wrap(self.doc.footer, self.regular, 7, self.w - 2 * _MARGIN)
+            if (self.doc.footer)
+            else []
+        )
+        for number, page in enumerate(pages, start=1):
+            self.page, self.y = page, self.h - 20
+            for line in footer:
+                self.cell(_MARGIN, self.w - 2 * _MARGIN, 3.5, line, self.regular, 7, "C", _GREY)
+                self.y += 3.5
+            label = self.labels["page"].format(page=number).replace("{nb}", str(len(pages)))
+            self.cell(
+                _MARGIN, self.w - 2 * _MARGIN, 4, label, self.regular, 7, "R", _GREY, y=self.h - 10
+            )
+
+    def table(
+        self,
+        widths: Sequence[float],
+        x: float,
+        heading: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        aligns: Sequence[str],
+        size: float,
+        line_h: float,
+        pad: float,
+        fill: tuple[int, int, int] | None,
+    ) -> None:
+        """Rows of wrapped cells between horizontal rules; the heading repeats on new pages."""
+        total = sum(widths)
+
+        def draw(cells: Sequence[str], font: FontUse, shade: bool) -> None:
+            wrapped = [self.wrap(v, font, size, w) for v, w in zip(cells, widths, strict=True)]
+            height = max(len(lines) for lines in wrapped) * line_h + 2 * pad
+            if self.ensure(height) and not shade:
+                draw(heading, self.bold, True)
+            if shade and fill:
+                self.page.fill_rect(x, self.y, total, height, fill)
+            self.page.hline(x, x + total, self.y)
+            cx = x
+            for lines, w, align in zip(wrapped, widths, aligns, strict=True):
+                for i, line in enumerate(lines):
+                    self.cell(cx, w, line_h, line, font, size, align, y=self.y + pad + i * line_h)
+                cx += w
+            self.y += height
+            self.page.hline(x, x + total, self.y)
+
+        draw(heading, self.bold, True)
+        for row in rows:
+            draw(row, self.regular, False)
 
 
-def render_pdf(doc: InvoiceDocument, *, logo: bytes | None = None) -> bytes:
-    """The invoice or credit note as PDF bytes; the same document always gives the same bytes."""
-    pdf = _InvoicePDF(doc, _find_fonts())
-    issued = dt.datetime.combine(doc.issue_date, dt.time(0), tzinfo=dt.UTC)
-    pdf.set_creation_date(issued)
-    pdf.set_creator("caisse")
-    pdf.set_producer("caisse (fpdf2)")
-    pdf.set_author(pdf.txt(doc.seller.legal_name))
-    pdf.set_title(pdf.txt(f"{pdf.labels[doc.kind]} {doc.number}"))
-    pdf.set_lang("fr-FR" if doc.language == "fr" else "en")
-    if pdf.has_unicode:
-        # fpdf2 would stamp the wall-clock time into the PDF/A metadata; give it ours.
-        pdf.set_xmp_metadata(_xmp(pdf, issued))
-    pdf.add_page()
-    _draw_heading(pdf, doc, logo)
-    _draw_parties(pdf, doc)
-    _draw_lines(pdf, doc)
-    _draw_totals(pdf, doc)
-    _draw_mentions(pdf, doc)
-    return bytes(pdf.output())
+def render_pdf(
+    doc: InvoiceDocument, *, logo: bytes | None = None, facturx: FacturXPart | None = None
+) -> bytes:
+    """The invoice or credit note as PDF bytes; the same input always gives the same bytes.
+
+    With ``facturx`` (and the Unicode fonts, which make it a PDF/A-3) the XML is embedded.
+    """
+    layout = _Layout(doc, _faces())
+    _draw_heading(layout, doc, logo)
+    _draw_parties(layout, doc)
+    _draw_lines(layout, doc)
+    _draw_totals(layout, doc)
+    _draw_mentions(layout, doc)
+    layout.footers()
+    stamp = doc.issue_date.strftime("%Y%m%d")
+    attachments = []
+    if facturx is not None and layout.unicode:
+        attachments.append(
+            Attachment(
+                facturx.filename,
+                facturx.xml,
+                "text/xml",
+                "Factur-X XML file",
+                "Data",
+                f"D:{stamp}000000+00'00'",
+            )
+        )
+    return layout.pdf.output(
+        title=layout.txt(f"{layout.labels[doc.kind]} {doc.number}"),
+        author=layout.txt(doc.seller.legal_name),
+        lang="fr-FR" if doc.language == "fr" else "en",
+        date=f"D:{stamp}000000+00'00'",
+        xmp_date=f"{doc.issue_date.isoformat()}T00:00:00+00:00",
+        attachments=attachments,
+        xmp_extra=facturx.xmp if attachments and facturx else "",
+    )
 
 
-def _xmp(pdf: _InvoicePDF, when: dt.datetime) -> str:
-    """PDF/A-3B identification and document info, dated by the document, not by the clock."""
-    stamp = when.isoformat(timespec="seconds")
-    title, author = escape(pdf.title or ""), escape(str(getattr(pdf, "author", "")))
-    producer = escape(str(getattr(pdf, "producer", "")))
-    return f"""<x:xmpmeta xmlns:x="adobe:ns:meta/">
-  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-    <rdf:Description rdf:about=""
-        xmlns:dc="http://purl.org/dc/elements/1.1/"
-        xmlns:xmp="http://ns.adobe.com/xap/1.0/"
-        xmlns:pdf="http://ns.adobe.com/pdf/1.3/"
-        xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/">
-      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li></rdf:Alt></dc:title>
-      <dc:creator><rdf:Seq><rdf:li>{author}</rdf:li></rdf:Seq></dc:creator>
-      <xmp:CreatorTool>caisse</xmp:CreatorTool>
-      <xmp:CreateDate>{stamp}</xmp:CreateDate>
-      <xmp:ModifyDate>{stamp}</xmp:ModifyDate>
-      <xmp:MetadataDate>{stamp}</xmp:MetadataDate>
-      <pdf:Producer>{producer}</pdf:Producer>
-      <pdfaid:part>3</pdfaid:part>
-      <pdfaid:conformance>B</pdfaid:conformance>
-    </rdf:Description>
-  </rdf:RDF>
-</x:xmpmeta>"""
-
-
-def _draw_heading(pdf: _InvoicePDF, doc: InvoiceDocument, logo: bytes | None) -> None:
-    top = pdf.get_y()
+def _draw_heading(lay: _Layout, doc: InvoiceDocument, logo: bytes | None) -> None:
+    top = lay.y
     if logo:
-        pdf.image(io.BytesIO(logo), x=_MARGIN, y=top, h=18)
-    labels = pdf.labels
-    pdf.set_font(pdf.base_family, "B", 18)
-    pdf.set_xy(pdf.w / 2, top)
-    pdf.cell(pdf.w / 2 - _MARGIN, 9, pdf.txt(labels[doc.kind]), align="R")
-    pdf.ln(10)
-    pdf.set_font(pdf.base_family, "", 9)
+        px_w, px_h = lay.pdf.set_image(logo)
+        lay.page.image(_MARGIN, top, 18 * px_w / px_h, 18)
+    labels, half = lay.labels, lay.w / 2
+    lay.cell(half, half - _MARGIN, 9, labels[doc.kind], lay.bold, 18, "R")
+    lay.y += 10
     meta = [
         (labels["number"], doc.number),
         (labels["issue_date"], format_date(doc.issue_date, doc.language)),
@@ -310,50 +442,42 @@ def _draw_heading(pdf: _InvoicePDF, doc: InvoiceDocument, logo: bytes | None) ->
     if doc.related_invoice_number:
         meta.append((labels["related_invoice"], doc.related_invoice_number))
     for label, value in meta:
-        pdf.set_x(pdf.w / 2)
-        pdf.cell(pdf.w / 2 - _MARGIN, 4.8, pdf.txt(f"{label} : {value}"), align="R")
-        pdf.ln(4.8)
-    pdf.set_y(max(pdf.get_y(), top + 22) + 4)
+        lay.cell(half, half - _MARGIN, 4.8, f"{label} : {value}", lay.regular, 9, "R")
+        lay.y += 4.8
+    lay.y = max(lay.y, top + 22) + 4
 
 
-def _party_lines(party: Party, pdf: _InvoicePDF, *, french: bool) -> list[str]:
+def _party_lines(party: Party, labels: dict[str, str], *, french: bool) -> list[str]:
     lines = [*party.address_lines, f"{party.postcode} {party.city}".strip(), party.country]
     if party.registration_number:
         digits = party.registration_number.replace(" ", "")
-        name = pdf.labels["registration"]
+        name = labels["registration"]
         if french and digits.isdigit() and len(digits) in (9, 14):
             name = "SIREN" if len(digits) == 9 else "SIRET"
         lines.append(f"{name} : {party.registration_number}")
     if party.vat_number:
-        lines.append(f"{pdf.labels['vat_number']} : {party.vat_number}")
+        lines.append(f"{labels['vat_number']} : {party.vat_number}")
     if party.email:
         lines.append(party.email)
     return lines
 
 
-def _draw_parties(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
-    top = pdf.get_y()
-    column = (pdf.w - 2 * _MARGIN) / 2 - 5
+def _draw_parties(lay: _Layout, doc: InvoiceDocument) -> None:
+    top = lay.y
+    column = (lay.w - 2 * _MARGIN) / 2 - 5
     bottoms = []
     for x, title, party in (
-        (_MARGIN, pdf.labels["seller"], doc.seller),
-        (pdf.w / 2 + 5, pdf.labels["buyer"], doc.buyer),
+        (_MARGIN, lay.labels["seller"], doc.seller),
+        (lay.w / 2 + 5, lay.labels["buyer"], doc.buyer),
     ):
-        pdf.set_xy(x, top)
-        pdf.set_font(pdf.base_family, "", 8)
-        pdf.set_text_color(90, 90, 90)
-        pdf.cell(column, 4.5, pdf.txt(title.upper()))
-        pdf.set_text_color(0, 0, 0)
-        pdf.set_xy(x, top + 5)
-        pdf.set_font(pdf.base_family, "B", 10)
-        pdf.multi_cell(column, 5, pdf.txt(party.legal_name), new_x="LEFT")
-        pdf.set_font(pdf.base_family, "", 9)
-        french = party.country == "FR"
-        for line in _party_lines(party, pdf, french=french):
-            pdf.set_x(x)
-            pdf.multi_cell(column, 4.5, pdf.txt(line), new_x="LEFT")
-        bottoms.append(pdf.get_y())
-    pdf.set_y(max(bottoms) + 6)
+        lay.y = top
+        lay.cell(x, column, 4.5, title.upper(), lay.regular, 8, color=_GREY)
+        lay.y = top + 5
+        lay.paragraph(x, column, 5, party.legal_name, lay.bold, 10, breaks=False)
+        for line in _party_lines(party, lay.labels, french=party.country == "FR"):
+            lay.paragraph(x, column, 4.5, line, lay.regular, 9, breaks=False)
+        bottoms.append(lay.y)
+    lay.y = max(bottoms) + 6
 
 
 def _quantity(value: Decimal | int, language: Language) -> str:
@@ -361,112 +485,95 @@ def _quantity(value: Decimal | int, language: Language) -> str:
     return text.replace(".", ",") if language == "fr" else text
 
 
-def _draw_lines(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
-    labels, lang, cur = pdf.labels, doc.language, doc.currency
-    right = ("", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT")
-    headings = FontFace(emphasis="BOLD", fill_color=(235, 235, 235))
-    pdf.set_font(pdf.base_family, "", 8)
-    with pdf.table(
-        col_widths=(62, 12, 22, 14, 22, 22, 26),
-        width=pdf.w - 2 * _MARGIN,
-        headings_style=headings,
-        borders_layout="HORIZONTAL_LINES",
-        line_height=4.6,
-        text_align="LEFT",
-        padding=1.2,
-    ) as table:
-        row = table.row()
-        for key, align in zip(
-            ("description", "quantity", "unit_net", "rate", "net", "tax", "gross"),
-            right,
-            strict=True,
-        ):
-            row.cell(pdf.txt(labels[key]), align=align or "LEFT")
-        for line in doc.totals.lines:
-            values = (
-                line.line.description,
-                _quantity(line.line.quantity, lang),
-                format_money(line.unit_net, cur, lang),
-                format_rate(line.line.tax_rate, lang),
-                format_money(line.net, cur, lang),
-                format_money(line.tax, cur, lang),
-                format_money(line.gross, cur, lang),
-            )
-            row = table.row()
-            for value, align in zip(values, right, strict=True):
-                row.cell(pdf.txt(value), align=align or "LEFT")
-    pdf.ln(4)
+def _draw_lines(lay: _Layout, doc: InvoiceDocument) -> None:
+    labels, lang, cur = lay.labels, doc.language, doc.currency
+    keys = ("description", "quantity", "unit_net", "rate", "net", "tax", "gross")
+    rows = [
+        (
+            line.line.description,
+            _quantity(line.line.quantity, lang),
+            format_money(line.unit_net, cur, lang),
+            format_rate(line.line.tax_rate, lang),
+            format_money(line.net, cur, lang),
+            format_money(line.tax, cur, lang),
+            format_money(line.gross, cur, lang),
+        )
+        for line in doc.totals.lines
+    ]
+    lay.table(
+        (62, 12, 22, 14, 22, 22, 26),
+        _MARGIN,
+        [labels[k] for k in keys],
+        rows,
+        ("L", "R", "R", "R", "R", "R", "R"),
+        8,
+        4.6,
+        1.2,
+        (235, 235, 235),
+    )
+    lay.y += 4
 
 
-def _draw_totals(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
-    labels, lang, cur, totals = pdf.labels, doc.language, doc.currency, doc.totals
-    needed = 14 + 5 * len(totals.vat) + 22
-    if pdf.get_y() + needed > pdf.h - pdf.b_margin:
-        pdf.add_page()
-    top = pdf.get_y()
+def _draw_totals(lay: _Layout, doc: InvoiceDocument) -> None:
+    labels, lang, cur, totals = lay.labels, doc.language, doc.currency, doc.totals
+    lay.ensure(14 + 5 * len(totals.vat) + 22)
+    top = lay.y
     # VAT breakdown on the left half.
-    pdf.set_font(pdf.base_family, "B", 9)
-    pdf.cell(95, 5, pdf.txt(labels["vat_breakdown"]))
-    pdf.ln(5.5)
-    pdf.set_font(pdf.base_family, "", 8)
-    with pdf.table(
-        col_widths=(18, 26, 24, 27),
-        width=95,
-        align="LEFT",
-        borders_layout="HORIZONTAL_LINES",
-        headings_style=FontFace(emphasis="BOLD"),
-        line_height=4.4,
-        padding=1,
-    ) as table:
-        row = table.row()
-        for key in ("rate", "base", "tax", "gross"):
-            row.cell(pdf.txt(labels[key]), align="RIGHT")
-        for vat in totals.vat:
-            row = table.row()
-            for value in (
-                format_rate(vat.rate, lang),
-                format_money(vat.net, cur, lang),
-                format_money(vat.tax, cur, lang),
-                format_money(vat.gross, cur, lang),
-            ):
-                row.cell(pdf.txt(value), align="RIGHT")
-    bottom_left = pdf.get_y()
+    lay.cell(_MARGIN, 95, 5, labels["vat_breakdown"], lay.bold, 9)
+    lay.y += 5.5
+    rows = [
+        (
+            format_rate(vat.rate, lang),
+            format_money(vat.net, cur, lang),
+            format_money(vat.tax, cur, lang),
+            format_money(vat.gross, cur, lang),
+        )
+        for vat in totals.vat
+    ]
+    lay.table(
+        (18, 26, 24, 27),
+        _MARGIN,
+        [labels[k] for k in ("rate", "base", "tax", "gross")],
+        rows,
+        ("R",) * 4,
+        8,
+        4.4,
+        1,
+        None,
+    )
+    bottom_left = lay.y
     # Totals on the right half.
-    pdf.set_y(top)
+    lay.y = top
     grand = labels["total_credit" if doc.kind == "credit_note" else "total_gross"]
     for label, amount, bold in (
         (labels["total_net"], totals.net, False),
         (labels["total_tax"], totals.tax, False),
         (grand, totals.gross, True),
     ):
-        pdf.set_x(pdf.w - _MARGIN - 80)
-        pdf.set_font(pdf.base_family, "B" if bold else "", 11 if bold else 9)
-        pdf.cell(48, 6, pdf.txt(label), align="R")
-        pdf.cell(32, 6, pdf.txt(format_money(amount, cur, lang)), align="R")
-        pdf.ln(6.5)
-    pdf.set_y(max(bottom_left, pdf.get_y()) + 4)
+        font, size = (lay.bold, 11) if bold else (lay.regular, 9)
+        x = lay.w - _MARGIN - 80
+        lay.cell(x, 48, 6, label, font, size, "R")
+        lay.cell(x + 48, 32, 6, format_money(amount, cur, lang), font, size, "R")
+        lay.y += 6.5
+    lay.y = max(bottom_left, lay.y) + 4
     # Paid ("Acquittée"): these documents are issued after the payment (or refund) happened.
     template = labels["refunded" if doc.kind == "credit_note" else "paid"]
-    pdf.set_font(pdf.base_family, "B", 9)
     paid = template.format(
         date=format_date(doc.payment_date, lang),
         method=payment_method_label(doc.payment_method, lang),
     )
-    pdf.multi_cell(0, 5, pdf.txt(paid), new_x="LMARGIN")
-    pdf.ln(2)
+    lay.paragraph(_MARGIN, lay.w - 2 * _MARGIN, 5, paid, lay.bold, 9)
+    lay.y += 2
 
 
-def _draw_mentions(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
+def _draw_mentions(lay: _Layout, doc: InvoiceDocument) -> None:
     mentions: list[str] = []
     if doc.vat_exemption_reason:
         mentions.append(doc.vat_exemption_reason)
     if doc.is_french_seller:
-        labels = pdf.labels
+        labels = lay.labels
         mentions += [labels["penalties"], labels["indemnity"], labels["discount"]]
-    if not mentions:
-        return
-    pdf.set_font(pdf.base_family, "", 7.5)
-    pdf.set_text_color(60, 60, 60)
     for mention in mentions:
-        pdf.multi_cell(0, 3.8, pdf.txt(mention), new_x="LMARGIN")
-    pdf.set_text_color(0, 0, 0)
+        lay.paragraph(
+            _MARGIN, lay.w - 2 * _MARGIN, 3.8, mention, lay.regular, 7.5, color=(60, 60, 60)
+        )

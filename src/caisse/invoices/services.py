@@ -19,9 +19,9 @@ import base64
 import datetime as dt
 import hashlib
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from caisse import ids
@@ -335,23 +335,23 @@ def partial_lines(invoice: m.Invoice, amount: int) -> list[dict[str, Any]]:
 
 def render(row: m.Invoice) -> bytes:
     """The PDF of a numbered row: Factur-X PDF/A-3 in live, a TEST-marked PDF in test."""
-    from caisse.invoices.facturx import build_cii_xml, embed
-    from caisse.invoices.render import render_pdf
+    from caisse.invoices.facturx import XMP, checked_xml
+    from caisse.invoices.render import FacturXPart, render_pdf
 
     doc = document_from(row)
     logo = row.snapshot.get("logo")
-    pdf = render_pdf(doc, logo=base64.b64decode(logo) if logo else None)
-    if row.facturx:
-        pdf = embed(pdf, build_cii_xml(doc), lang="fr-FR" if doc.language == "fr" else "en")
-    return pdf
+    part = FacturXPart(checked_xml(doc), XMP) if row.facturx else None
+    return render_pdf(doc, logo=base64.b64decode(logo) if logo else None, facturx=part)
 
 
 def store_pdf(session: Session, invoice_id: str, pdf: bytes, *, now: dt.datetime) -> bool:
     """Store the PDF unless one is stored already; on success queue the e-mail and record
     ``invoice.issued``, in the same transaction. Returns whether this call stored it."""
-    stored = session.execute(
-        update(m.Invoice)
-        .where(m.Invoice.id == invoice_id, m.Invoice.pdf.is_(None))
+    table = cast(Table, m.Invoice.__table__)
+    # One statement stores and reads back what the e-mail and the message need (not the PDF).
+    row = session.execute(
+        update(table)
+        .where(table.c.id == invoice_id, table.c.pdf.is_(None))
         .values(
             pdf=pdf,
             pdf_sha256=hashlib.sha256(pdf).hexdigest(),
@@ -359,20 +359,22 @@ def store_pdf(session: Session, invoice_id: str, pdf: bytes, *, now: dt.datetime
             status="issued",
             issued_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if not stored:
+        .returning(*(column for column in table.c if column.key != "pdf"))
+    ).one_or_none()
+    if row is None:
         return False
-    row = session.get(m.Invoice, invoice_id, populate_existing=True)
-    assert row is not None
-    if row.snapshot.get("logo"):
-        row.snapshot = {**row.snapshot, "logo": None}  # printed in the PDF; no second copy
+    if row.snapshot.get("logo"):  # printed in the PDF; no second copy
+        session.execute(
+            update(table)
+            .where(table.c.id == invoice_id)
+            .values(snapshot={**row.snapshot, "logo": None})
+        )
     _queue_email(session, row, now)
     _record_issued(session, row, now)
     return True
 
 
-def _queue_email(session: Session, row: m.Invoice, now: dt.datetime) -> None:
+def _queue_email(session: Session, row: Any, now: dt.datetime) -> None:
     recipient = row.snapshot["buyer"].get("email")
     if not recipient:
         return
@@ -402,7 +404,7 @@ def _queue_email(session: Session, row: m.Invoice, now: dt.datetime) -> None:
     )
 
 
-def _record_issued(session: Session, row: m.Invoice, now: dt.datetime) -> None:
+def _record_issued(session: Session, row: Any, now: dt.datetime) -> None:
     from caisse.invoices.views import invoice_view
     from caisse.orders import messages
     from caisse.orders.views import order_view

@@ -6,7 +6,7 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from caisse.storage import models as m
 
@@ -19,8 +19,20 @@ def _party(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "logo"}
 
 
-def invoice_summary(row: m.Invoice) -> dict[str, Any]:
-    """The short form shown on an order."""
+_SUMMARY_COLUMNS = (
+    m.Invoice.id,
+    m.Invoice.kind,
+    m.Invoice.number,
+    m.Invoice.status,
+    m.Invoice.issue_date,
+    m.Invoice.amount_gross,
+    m.Invoice.currency,
+    m.Invoice.pdf_sha256,
+)
+
+
+def invoice_summary(row: Any) -> dict[str, Any]:
+    """The short form shown on an order (from an invoice or a row of ``_SUMMARY_COLUMNS``)."""
     return {
         "id": row.id,
         "object": "invoice",
@@ -62,11 +74,9 @@ def invoice_view(row: m.Invoice) -> dict[str, Any]:
 
 def order_documents(session: Session, order_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
     """``(invoice summary or None, [credit note summaries])`` for ``order_view``."""
-    rows = session.scalars(
-        select(m.Invoice)
-        .where(m.Invoice.order_id == order_id)
-        .order_by(m.Invoice.id)
-        .options(defer(m.Invoice.pdf))
+    # Only the summary's columns: loading whole rows would parse every snapshot (JSON).
+    rows = session.execute(
+        select(*_SUMMARY_COLUMNS).where(m.Invoice.order_id == order_id).order_by(m.Invoice.id)
     ).all()
     invoice = next((invoice_summary(r) for r in rows if r.kind == "invoice"), None)
     return invoice, [invoice_summary(r) for r in rows if r.kind == "credit_note"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from decimal import Decimal
 
 import facturx
@@ -13,8 +14,8 @@ from lxml import etree
 from pypdf import PdfReader
 
 from caisse.invoices.document import InvoiceLine
-from caisse.invoices.facturx import FacturXInvalid, build_cii_xml, embed, validate
-from caisse.invoices.render import render_pdf
+from caisse.invoices.facturx import XMP, FacturXInvalid, build_cii_xml, checked_xml, validate
+from caisse.invoices.render import FacturXPart, render_pdf
 
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -99,17 +100,41 @@ def test_exempt_zero_rate_and_jpy(make_document) -> None:
 
 def test_embedded_xml_round_trips_through_the_pdf(make_document) -> None:
     doc = make_document()
-    xml = build_cii_xml(doc)
-    pdf = embed(render_pdf(doc), xml, lang="fr-FR")
+    xml = checked_xml(doc)
+    pdf = render_pdf(doc, facturx=FacturXPart(xml, XMP))
+    # The factur-x library finds, extracts and checks it as it would any Factur-X PDF.
     filename, extracted = facturx.get_xml_from_pdf(pdf, check_xsd=True)
     assert filename == "factur-x.xml"
     assert extracted == xml
-    validate(extracted)
+    assert facturx.get_facturx_xml_from_pdf(pdf, check_xsd=True)[1] == xml
     reader = PdfReader(io.BytesIO(pdf))
     assert "F-2026-000042" in reader.pages[0].extract_text()
+    # PDF/A-3 associated file, as the library's generate_from_binary writes it
+    root = reader.trailer["/Root"]
+    (spec,) = [ref.get_object() for ref in root["/AF"]]
+    assert spec["/AFRelationship"] == "/Data"
+    assert spec["/F"] == spec["/UF"] == "factur-x.xml"
+    embedded = spec["/EF"]["/F"].get_object()
+    assert embedded["/Subtype"] == "/text/xml"
+    assert embedded["/Params"]["/Size"] == len(xml)
+    assert root["/Names"]["/EmbeddedFiles"]["/Names"][0] == "factur-x.xml"
     metadata = reader.xmp_metadata
     assert metadata is not None
-    assert b"pdfaid" in metadata.stream.get_data()  # PDF/A-3 identification from the library
+    xmp = metadata.stream.get_data()
+    assert b"<pdfaid:part>3</pdfaid:part>" in xmp
+    fx = etree.fromstring(xmp)
+    ns = {"fx": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"}
+    assert fx.findtext(".//fx:DocumentFileName", namespaces=ns) == "factur-x.xml"
+    assert fx.findtext(".//fx:ConformanceLevel", namespaces=ns) == "EN 16931"
+    assert fx.findtext(".//fx:DocumentType", namespaces=ns) == "INVOICE"
+    # same document, same bytes: nothing stamps the clock into the file
+    assert render_pdf(doc, facturx=FacturXPart(xml, XMP)) == pdf
+
+
+def test_test_documents_and_plain_renders_have_no_attachment(make_document) -> None:
+    reader = PdfReader(io.BytesIO(render_pdf(make_document())))
+    assert "/AF" not in reader.trailer["/Root"]
+    assert reader.attachments == {}
 
 
 def test_validate_rejects_invalid_xml(make_document) -> None:
@@ -119,5 +144,7 @@ def test_validate_rejects_invalid_xml(make_document) -> None:
         validate(broken)
     with pytest.raises(FacturXInvalid):
         validate(b"not xml")
+    # a control character from a customer record makes the XML itself unreadable
+    buyer = replace(make_document().buyer, legal_name="Jeanne\x0bDupont")
     with pytest.raises(FacturXInvalid):
-        embed(render_pdf(make_document()), broken)
+        checked_xml(make_document(buyer=buyer))
