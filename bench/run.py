@@ -40,28 +40,41 @@ def fmt(value: Any, digits: int = 0) -> str:
 
 
 def ingest_section(r: dict[str, Any]) -> list[str]:
+    settings = r.get("settings", {})
     lines = [
         "## Ingest (issue #2)",
         "",
         "Signed ~3 KB `payment_intent.succeeded` events, a unique id each, posted by wrk "
-        "(2 threads, 32 connections) to `caisse serve` with 2 uvicorn workers (uvloop, httptools) "
-        "and no job worker, so only ingest is measured; medians of the runs. *Acked* counts 200 "
-        "answers; *stored* counts rows added (it may exceed acked by the requests in flight when "
-        "wrk stopped: nothing is acknowledged that is not stored).",
+        f"(`{settings.get('wrk', '')}`) to caisse and to the ceiling, a bare Starlette endpoint "
+        "that reads the body and answers 200, both served by uvicorn with the same options "
+        f"({settings.get('uvicorn', '')}); caisse runs no job worker, so only ingest is "
+        "measured. Each caisse run is paired with a ceiling run just before it; *ratio* is the "
+        "median of the pairs' ratios (the figure to compare: absolute rates move with the "
+        "machine's load), the other columns are medians too. *Acked* counts 200 answers, "
+        "*stored* the rows added (it may exceed acked by the requests in flight when wrk "
+        "stopped; nothing is acknowledged that is not stored: *lost* is acked minus stored, "
+        "when positive).",
         "",
-        "| target | events/s | p50 ms | p99 ms | acked | stored | errors | ratio to ceiling |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | events/s | p50 ms | p99 ms | acked | stored | lost | errors | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| bare Starlette (read body, answer 200) | {fmt(r['bare']['rate'])} | "
-        f"{fmt(r['bare']['p50'], 2)} | {fmt(r['bare']['p99'], 2)} | — | — | — | 1.00 |",
+        f"{fmt(r['bare']['p50'], 2)} | {fmt(r['bare']['p99'], 2)} | — | — | — | — | 1.00 |",
     ]
+    loads: list[str] = []
     for engine in ("sqlite", "postgresql"):
         e = r.get(engine)
         if not e:
             continue
         lines.append(
             f"| caisse, {engine} | {fmt(e['rate'])} | {fmt(e['p50'], 2)} | {fmt(e['p99'], 2)} "
-            f"| {fmt(e['acked'])} | {fmt(e['stored'])} | {fmt(e['non2xx'])} | "
-            f"{e['ratio']:.2f} |")
+            f"| {fmt(e['acked'])} | {fmt(e['stored'])} | {fmt(e.get('lost', 0))} "
+            f"| {fmt(e['non2xx'])} | {e['ratio']:.2f} |"
+        )
+        pairs = ", ".join(f"{x:.2f}" for x in e.get("ratios", []))
+        load = ", ".join(f"{a:.1f}" for a, _ in e.get("load", []))
+        loads.append(f"{engine}: ratios of the pairs {pairs}; load average before each {load}")
+    if loads:
+        lines += ["", "Per engine: " + "; ".join(loads) + f" (on {os.cpu_count()} cores)."]
     return [*lines, ""]
 
 

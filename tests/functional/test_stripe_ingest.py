@@ -7,11 +7,11 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from tests.support.api import create_order, drain, new_merchant, order_meta, post_event
 
 from caisse.providers.stripe import simulate
 from caisse.providers.stripe.signature import sign
 from caisse.storage import models as m
-from tests.support.api import create_order, drain, new_merchant, order_meta, post_event
 
 
 def count(rt, model) -> int:  # type: ignore[no-untyped-def]
@@ -45,8 +45,11 @@ def test_valid_event_is_stored_once_as_its_own_job_then_acknowledged(client, rt,
 
 def test_duplicate_is_acknowledged_without_second_row_or_effect(client, rt, merchant):
     order = create_order(client, merchant)
-    ev = event(payment_intent_id=order["payment"]["payment_intent"],
-               amount=order["amount_total"], metadata=order_meta(merchant, order))
+    ev = event(
+        payment_intent_id=order["payment"]["payment_intent"],
+        amount=order["amount_total"],
+        metadata=order_meta(merchant, order),
+    )
     assert post_event(client, merchant, ev).status_code == 200
     drain(rt)
     for _ in range(3):
@@ -54,8 +57,9 @@ def test_duplicate_is_acknowledged_without_second_row_or_effect(client, rt, merc
     drain(rt)
     assert count(rt, m.InboundEvent) == 1
     with rt.db.read() as s:
-        paid = s.execute(select(func.count()).select_from(m.Message)
-                         .where(m.Message.type == "order.paid")).scalar_one()
+        paid = s.execute(
+            select(func.count()).select_from(m.Message).where(m.Message.type == "order.paid")
+        ).scalar_one()
     assert paid == 1
 
 
@@ -67,8 +71,9 @@ def test_missing_signature_is_400_and_stores_nothing(client, rt, merchant):
     assert count(rt, m.InboundEvent) == 0
 
 
-@pytest.mark.parametrize("case", ["tampered", "reserialised", "stale", "future", "v0_only",
-                                  "wrong_secret", "garbage"])
+@pytest.mark.parametrize(
+    "case", ["tampered", "reserialised", "stale", "future", "v0_only", "wrong_secret", "garbage"]
+)
 def test_bad_signatures_are_400_with_a_generic_message(client, rt, merchant, case):
     ev = event()
     body = simulate.encode(ev)
@@ -89,8 +94,11 @@ def test_bad_signatures_are_400_with_a_generic_message(client, rt, merchant, cas
         header = sign(body, ["whsec_someoneelse0000000000"], timestamp=now)
     elif case == "garbage":
         header = "t=abc,v1=" + "z" * 64
-    r = client.post(f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body,
-                    headers={"Stripe-Signature": header})
+    r = client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}",
+        content=body,
+        headers={"Stripe-Signature": header},
+    )
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "signature_invalid"
@@ -123,13 +131,25 @@ def test_unknown_tenant_is_404(client, merchant):
     assert r.json()["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"id": "x"}',
-                                  b'{"object": "event", "id": "evt_1", "type": "x"}',
-                                  b'{"object": "v2.core.event", "id": "evt_1", "type": "x"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"id": "x"}',
+        b'{"object": "event", "id": "evt_1", "type": "x"}',
+        b'{"object": "v2.core.event", "id": "evt_1", "type": "x"}',
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than any parser's recursion limit
+    ],
+    ids=["text", "array", "no_object", "no_data", "thin", "deep"],
+)
 def test_signed_but_not_an_event_is_400(client, rt, merchant, body):
     header = sign(body, [merchant.whsec["test"]], timestamp=int(time.time()))
-    r = client.post(f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body,
-                    headers={"Stripe-Signature": header})
+    r = client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}",
+        content=body,
+        headers={"Stripe-Signature": header},
+    )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_request"
     assert count(rt, m.InboundEvent) == 0
@@ -138,8 +158,11 @@ def test_signed_but_not_an_event_is_400(client, rt, merchant, body):
 def test_signed_invalid_utf8_is_400_not_500(client, rt, merchant):
     body = b'{"id": "evt_\xff\xfe"}'
     header = sign(body, [merchant.whsec["test"]], timestamp=int(time.time()))
-    r = client.post(f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body,
-                    headers={"Stripe-Signature": header})
+    r = client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}",
+        content=body,
+        headers={"Stripe-Signature": header},
+    )
     assert r.status_code == 400
 
 
@@ -153,8 +176,11 @@ def test_body_over_one_mebibyte_is_413(client, rt, merchant):
 def test_huge_signature_header_is_400(client, merchant):
     body = simulate.encode(event())
     header = "t=1," + ",".join(["v1=" + "a" * 64] * 2000)
-    r = client.post(f"/callbacks/v1.0/stripe/{merchant.tenant_id}", content=body,
-                    headers={"Stripe-Signature": header})
+    r = client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}",
+        content=body,
+        headers={"Stripe-Signature": header},
+    )
     assert r.status_code == 400
 
 
@@ -165,36 +191,54 @@ def test_other_methods_are_405(client, merchant):
 
 def test_rotated_secrets_both_verify(client, rt, merchant):
     new_secret = "whsec_" + "n" * 32
-    r = client.put("/v1/providers/stripe", headers=merchant.auth("test"), json={
-        "publishable_key": "pk_test_" + "a" * 20, "secret_key": "sk_test_" + "b" * 20,
-        "webhook_secrets": [merchant.whsec["test"], new_secret]})
+    r = client.put(
+        "/v1/providers/stripe",
+        headers=merchant.auth("test"),
+        json={
+            "publishable_key": "pk_test_" + "a" * 20,
+            "secret_key": "sk_test_" + "b" * 20,
+            "webhook_secrets": [merchant.whsec["test"], new_secret],
+        },
+    )
     assert r.status_code == 200
     assert post_event(client, merchant, event(), secret=new_secret).status_code == 200
     assert post_event(client, merchant, event()).status_code == 200
     # Retiring the old secret takes effect at once.
-    client.put("/v1/providers/stripe", headers=merchant.auth("test"), json={
-        "publishable_key": "pk_test_" + "a" * 20, "secret_key": "sk_test_" + "b" * 20,
-        "webhook_secrets": [new_secret]})
+    client.put(
+        "/v1/providers/stripe",
+        headers=merchant.auth("test"),
+        json={
+            "publishable_key": "pk_test_" + "a" * 20,
+            "secret_key": "sk_test_" + "b" * 20,
+            "webhook_secrets": [new_secret],
+        },
+    )
     assert post_event(client, merchant, event()).status_code == 400
 
 
 def test_connect_event_for_another_account_is_refused(client, rt, merchant):
-    client.put("/v1/providers/stripe", headers=merchant.auth("test"), json={
-        "publishable_key": "pk_test_" + "a" * 20, "secret_key": "sk_test_" + "b" * 20,
-        "webhook_secrets": [merchant.whsec["test"]], "account_id": "acct_1Mine000000"})
+    client.put(
+        "/v1/providers/stripe",
+        headers=merchant.auth("test"),
+        json={
+            "publishable_key": "pk_test_" + "a" * 20,
+            "secret_key": "sk_test_" + "b" * 20,
+            "webhook_secrets": [merchant.whsec["test"]],
+            "account_id": "acct_1Mine000000",
+        },
+    )
     assert post_event(client, merchant, event(account="acct_1Other00000")).status_code == 400
     assert post_event(client, merchant, event(account="acct_1Mine000000")).status_code == 200
 
 
 def test_database_down_is_503_so_stripe_retries(tmp_path, localstripe_url):
     from starlette.testclient import TestClient
+    from tests.conftest import make_settings
 
     from caisse.runtime import Runtime
     from caisse.web.app import create_app
-    from tests.conftest import make_settings
 
-    rt = Runtime.build(make_settings(
-        tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/nothing"))
+    rt = Runtime.build(make_settings(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/nothing"))
     with TestClient(create_app(runtime=rt, run_worker=False)) as tc:
         body, headers = simulate.signed_delivery(event(), ["whsec_" + "x" * 32])
         r = tc.post("/callbacks/v1.0/stripe/ten_x", content=body, headers=headers)
@@ -203,8 +247,7 @@ def test_database_down_is_503_so_stripe_retries(tmp_path, localstripe_url):
     assert "Traceback" not in r.text
 
 
-def test_storage_failure_after_verification_is_503_and_nothing_acknowledged(
-        client, rt, merchant):
+def test_storage_failure_after_verification_is_503_and_nothing_acknowledged(client, rt, merchant):
     # Break the table the writer inserts into: the request must not be acknowledged.
     post_event(client, merchant, event())  # warm the secret cache
     with rt.db.write() as s:
