@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit bench serve migrate lock clean browser screenshots
+.PHONY: help install demo test lint typecheck unit bench serve migrate lock clean browser fonts screenshots
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,13 +17,14 @@ $(BIN)/python:
 $(UV): $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
 
-$(STAMP): pyproject.toml constraints.txt | $(UV)
-	$(UV) pip install --python $(BIN)/python --quiet -c constraints.txt -e '.[dev]'
+$(STAMP): pyproject.toml constraints.txt build-constraints.txt | $(UV)
+	$(UV) pip install --python $(BIN)/python --quiet -c constraints.txt \
+		--build-constraint build-constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install caisse with its dev tools (pinned by constraints.txt)
 
-demo: install ## Run the end-to-end demo on a fresh SQLite data folder
+demo: install fonts ## Run the end-to-end demo on a fresh SQLite data folder
 	$(BIN)/caisse demo
 
 lint: install ## ruff (lint + format check)
@@ -34,12 +35,16 @@ typecheck: install ## mypy --strict on src/
 	$(BIN)/mypy
 
 browser: ## Install Debian's Chromium for the extranet browser tests, when missing (as root)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+fonts: install ## Install Debian's DejaVu Sans (live Factur-X invoices need it) when caisse finds none (as root)
+	$(BIN)/python -c "from caisse.invoices.render import unicode_fonts_available as ok; raise SystemExit(not ok())" \
+		|| (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core)
 
 screenshots: install browser ## Retake the extranet screenshots in docs/img/
 	$(BIN)/python scripts/screenshots.py
 
-test: install browser lint typecheck ## Lint, type-check and run the whole suite (SQLite and PostgreSQL)
+test: install browser fonts lint typecheck ## Lint, type-check and run the whole suite (SQLite and PostgreSQL)
 	$(BIN)/pytest -q
 
 unit: install ## Fast tests only (no database)

@@ -90,9 +90,29 @@ def _bool(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _number(name: str, value: str | None, default: float, *, minimum: float) -> float:
+    """A positive number from the environment, or a configuration error naming the variable."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number of seconds, not {value!r}") from None
+    if not number >= minimum:  # also refuses nan
+        raise InvalidRequest(f"{name} must be at least {minimum:g} seconds")
+    return number
+
+
+def make_private_dir(path: Path) -> None:
+    """The data folder holds the master key, the operator token and the SQLite database:
+    created for its owner only (0700). An existing folder's mode is left as the operator set it."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _write_private(path: Path, content: str) -> None:
     """Create a file readable by its owner only, atomically, never widening an existing mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(content)
@@ -111,6 +131,7 @@ class Settings:
     stripe_connect_webhook_secrets: tuple[Secret, ...] = ()
     xsolla_api_base: str = DEFAULT_XSOLLA_API_BASE
     xsolla_merchant_api_base_override: str | None = None
+    xsolla_timeout: float = 10.0  # total seconds per Xsolla API call (CAISSE_XSOLLA_TIMEOUT)
     smtp_url: Secret | None = None
     mail_from: str = "caisse <no-reply@localhost>"
     firebase_certs_url: str = FIREBASE_CERTS_URL
@@ -118,6 +139,9 @@ class Settings:
     firebase_emulator: bool = False
     trusted_proxies: tuple[str, ...] = ()
     in_process_worker: bool = True
+    # False: the in-process worker leaves PDF rendering and invoice emails to a render lane
+    # (``caisse worker --render``), so ingest and deliveries never wait behind them.
+    in_process_render: bool = True
     worker_poll_interval: float = 0.5
     job_lease_seconds: float = 120.0
     log_level: str = "INFO"
@@ -219,6 +243,7 @@ class Settings:
             xsolla_merchant_api_base_override=(
                 (get("CAISSE_XSOLLA_MERCHANT_API_BASE") or "").rstrip("/") or None
             ),
+            xsolla_timeout=_xsolla_timeout(get("CAISSE_XSOLLA_TIMEOUT")),
             smtp_url=Secret(smtp) if smtp else None,
             mail_from=get("CAISSE_MAIL_FROM") or "caisse <no-reply@localhost>",
             firebase_certs_url=get("CAISSE_FIREBASE_CERTS_URL") or FIREBASE_CERTS_URL,
@@ -228,12 +253,31 @@ class Settings:
                 p.strip() for p in (get("CAISSE_TRUSTED_PROXIES") or "").split(",") if p.strip()
             ),
             in_process_worker=not _bool(get("CAISSE_NO_WORKER")),
-            worker_poll_interval=float(get("CAISSE_WORKER_POLL_INTERVAL") or 0.5),
-            job_lease_seconds=float(get("CAISSE_JOB_LEASE_SECONDS") or 120.0),
+            in_process_render=not _bool(get("CAISSE_NO_RENDER")),
+            worker_poll_interval=_number(
+                "CAISSE_WORKER_POLL_INTERVAL",
+                get("CAISSE_WORKER_POLL_INTERVAL"),
+                0.5,
+                minimum=0.01,
+            ),
+            job_lease_seconds=_number(
+                "CAISSE_JOB_LEASE_SECONDS", get("CAISSE_JOB_LEASE_SECONDS"), 120.0, minimum=5
+            ),
             log_level=(get("CAISSE_LOG_LEVEL") or "INFO").upper(),
             log_json=(get("CAISSE_LOG_FORMAT") or "json") == "json",
             generated=tuple(generated),
         )
+
+
+def _xsolla_timeout(value: str | None) -> float:
+    """1 to 20 s: the player endpoint's idempotency claim must outlive the call (30 s)."""
+    try:
+        seconds = float(value) if value else 10.0
+    except ValueError:
+        raise InvalidRequest("CAISSE_XSOLLA_TIMEOUT is a number of seconds") from None
+    if not 1.0 <= seconds <= 20.0:
+        raise InvalidRequest("CAISSE_XSOLLA_TIMEOUT is between 1 and 20 seconds")
+    return seconds
 
 
 def _redacted(value: object) -> object:

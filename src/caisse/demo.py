@@ -6,11 +6,19 @@ way a browser would (PaymentMethod, then confirm), and watches the order turn ``
 signed events arrive. localstripe sends ``payment_intent.succeeded`` itself; the other events a
 real card payment produces (``payment_intent.created``, ``charge.succeeded``) are sent by
 ``caisse simulate``'s builder, signed with the tenant's secret, as ``stripe trigger`` would.
+
+Then the Xsolla leg (``caisse.demo_xsolla``): the same tenant sells a catalogue SKU to a Firebase
+player through the Xsolla simulator, and the signed ``order_paid`` webhook grants it.
+
+The data folder is always a fresh SQLite one: ``CAISSE_*`` variables and any ``.env`` file are
+ignored (a ``.env`` pointing ``CAISSE_DATABASE_URL`` at a real database must not receive demo
+data). Without localstripe (the dev extras) the Stripe leg is skipped with a hint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import socket
@@ -27,6 +35,7 @@ import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from starlette.types import ASGIApp
 
 console = Console()
 
@@ -69,56 +78,113 @@ def localstripe(port: int) -> Iterator[str]:
             proc.kill()
 
 
+def has_localstripe() -> bool:
+    """localstripe comes with the dev extras (``make demo`` installs them)."""
+    try:
+        return importlib.util.find_spec("localstripe.server") is not None
+    except ImportError:  # a broken or shadowed install counts as missing
+        return False
+
+
 @contextlib.contextmanager
-def caisse_server(env: dict[str, str], port: int) -> Iterator[str]:
-    """caisse in this process, on a thread (uvicorn), with the in-process worker."""
+def serve_app(app: ASGIApp, port: int | None = None, health: str | None = None) -> Iterator[str]:
+    """An ASGI app on 127.0.0.1 with uvicorn in a thread; yields its base URL."""
     import uvicorn
 
-    from caisse.config import Settings
-    from caisse.storage.migrate import upgrade
-    from caisse.web.app import create_app
-
-    settings = Settings.from_env(env)
-    upgrade(settings.database_url)
-    app = create_app(settings)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port or free_port(), log_level="error", access_log=False
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{server.config.port}"
     try:
-        wait_http(url + "/healthz")
+        if health is not None:
+            wait_http(url + health)
+        else:
+            while not server.started and thread.is_alive():
+                time.sleep(0.02)
         yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def caisse_server(env: dict[str, str], port: int) -> Iterator[str]:
+    """caisse in this process, on a thread (uvicorn), with the in-process worker."""
+    from caisse.config import Settings
+    from caisse.storage.migrate import upgrade
+    from caisse.web.app import create_app
+
+    settings = Settings.from_env(env)
+    upgrade(settings.database_url)
+    with serve_app(create_app(settings), port, health="/healthz") as url:
+        yield url
+
+
+def demo_env(folder: Path, admin: str, caisse_port: int, **peers: str) -> dict[str, str]:
+    """The demo's settings: the process environment without any ``CAISSE_*`` variable, no
+    ``.env`` file, SQLite in ``folder``, and the loopback peers."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CAISSE_")},
+        "CAISSE_ENV_FILE": os.devnull,  # not a regular file: no .env is read
+        "CAISSE_DATA_DIR": str(folder),
+        "CAISSE_DATABASE_URL": f"sqlite:///{folder / 'caisse.db'}",
+        "CAISSE_ADMIN_TOKEN": admin,
+        "CAISSE_PUBLIC_URL": f"http://127.0.0.1:{caisse_port}",
+        "CAISSE_WORKER_POLL_INTERVAL": "0.2",
+        **peers,
+    }
+
+
 def run_demo(data_dir: str | None = None) -> int:
+    from caisse import demo_xsolla
+
     started = time.monotonic()
     folder = Path(data_dir or tempfile.mkdtemp(prefix="caisse-demo-")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    caisse_port, stripe_port = free_port(), free_port()
+    caisse_port = free_port()
     admin = "cat_demo_" + secrets.token_urlsafe(16)
     console.rule("[bold]caisse demo")
-    console.print(f"Data folder: [cyan]{folder}[/] (SQLite)")
-    with localstripe(stripe_port) as stripe_url:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CAISSE_")},
-            "CAISSE_DATA_DIR": str(folder),
-            "CAISSE_ADMIN_TOKEN": admin,
-            "CAISSE_STRIPE_API_BASE": stripe_url,
-            "CAISSE_PUBLIC_URL": f"http://127.0.0.1:{caisse_port}",
-            "CAISSE_WORKER_POLL_INTERVAL": "0.2",
-        }
-        console.print(f"localstripe (fake Stripe API) on [cyan]{stripe_url}[/]")
-        with caisse_server(env, caisse_port) as base:
-            console.print(f"caisse on [cyan]{base}[/]\n")
-            ok = _walkthrough(base, stripe_url, admin)
+    console.print(f"Data folder: [cyan]{folder}[/] (SQLite; CAISSE_* variables and .env ignored)")
+    with_stripe = has_localstripe()
+    if not with_stripe:
+        console.print(
+            "[yellow]localstripe is not installed: the Stripe leg is skipped.[/] It comes with "
+            "the dev extras: [bold]make demo[/], or [bold]pip install -e '.[dev]'[/]."
+        )
+    with contextlib.ExitStack() as stack:
+        peers: dict[str, str] = {}
+        stripe_url = ""
+        if with_stripe:
+            stripe_url = stack.enter_context(localstripe(free_port()))
+            peers["CAISSE_STRIPE_API_BASE"] = stripe_url
+            console.print(f"localstripe (fake Stripe API) on [cyan]{stripe_url}[/]")
+        world = stack.enter_context(demo_xsolla.xsolla_peers(serve_app))
+        peers["CAISSE_XSOLLA_API_BASE"] = world.sim_url
+        peers["CAISSE_FIREBASE_CERTS_URL"] = world.certs_url
+        console.print(
+            f"Xsolla simulator on [cyan]{world.sim_url}[/], "
+            f"Firebase certificates on [cyan]{world.certs_url}[/]"
+        )
+        base = stack.enter_context(
+            caisse_server(demo_env(folder, admin, caisse_port, **peers), caisse_port)
+        )
+        console.print(f"caisse on [cyan]{base}[/]\n")
+        tenant = _create_tenant(base, admin)
+        ok = _walkthrough(base, stripe_url, tenant) if with_stripe else True
+        console.rule("[bold]Xsolla Pay Station for a Firebase player")
+        ok = (
+            demo_xsolla.walkthrough(console, base, tenant["id"], tenant["api_keys"]["test"], world)
+            and ok
+        )
     elapsed = time.monotonic() - started
+    skipped = "" if with_stripe else " (Stripe leg skipped)"
     console.rule(
-        f"[bold {'green' if ok else 'red'}]demo {'passed' if ok else 'failed'} in {elapsed:.1f} s"
+        f"[bold {'green' if ok else 'red'}]demo {'passed' if ok else 'failed'}{skipped} "
+        f"in {elapsed:.1f} s"
     )
     return 0 if ok else 1
 
@@ -127,26 +193,33 @@ def _step(text: str) -> None:
     console.print(f"[bold blue]▶[/] {text}")
 
 
-def _walkthrough(base: str, stripe_url: str, admin: str) -> bool:
+def _create_tenant(base: str, admin: str) -> dict[str, Any]:
+    _step("The operator creates a tenant (a merchant)")
+    tenant: dict[str, Any] = (
+        httpx.post(
+            f"{base}/v1/tenants",
+            json={"name": "Hôtel des Tilleuls"},
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=20,
+        )
+        .raise_for_status()
+        .json()
+    )
+    console.print(
+        f"  tenant [bold]{tenant['id']}[/], test key [dim]{tenant['api_keys']['test'][:12]}…[/]"
+    )
+    return tenant
+
+
+def _walkthrough(base: str, stripe_url: str, tenant: dict[str, Any]) -> bool:
     import stripe
 
     from caisse.providers.stripe import simulate
     from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
 
     http = httpx.Client(base_url=base, timeout=20)
-    _step("The operator creates a tenant (a merchant)")
-    tenant = (
-        http.post(
-            "/v1/tenants",
-            json={"name": "Hôtel des Tilleuls"},
-            headers={"Authorization": f"Bearer {admin}"},
-        )
-        .raise_for_status()
-        .json()
-    )
     key = tenant["api_keys"]["test"]
     auth = {"Authorization": f"Bearer {key}"}
-    console.print(f"  tenant [bold]{tenant['id']}[/], test key [dim]{key[:12]}…[/]")
 
     _step("The merchant pastes its Stripe keys and webhook signing secret")
     whsec = "whsec_" + secrets.token_urlsafe(24)

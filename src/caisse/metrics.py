@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+#: Process-wide (the in-process worker of ``caisse serve`` disables endpoints without an app
+#: at hand); every app's registry exposes it. ``reason``: gone (410), failing (5 days),
+#: merchant. ``caisse worker`` processes have no /metrics: their log line
+#: ``action=endpoint.disabled`` is the operator's signal there.
+ENDPOINTS_DISABLED = Counter(
+    "caisse_endpoints_disabled_total",
+    "Partner endpoints disabled, by reason",
+    ["reason"],
+    registry=None,
+)
+
 
 @dataclass
 class Metrics:
@@ -26,3 +37,4 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
         self.jobs = Gauge("caisse_jobs", "Jobs by status", ["status"], registry=self.registry)
+        self.registry.register(ENDPOINTS_DISABLED)

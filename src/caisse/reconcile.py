@@ -9,9 +9,15 @@ down), in two passes per tenant and environment:
    signature to check; ``livemode`` must still match the environment.
 2. **Waiting orders.** Fetch the PaymentIntent of every order still open, requiring action,
    processing or partially paid after a grace period, and apply it through the same state
-   machine. A fresh API read is the newest truth, so it is applied as observed now.
+   machine. A fresh API read is the newest truth, so it is applied as observed now. Orders
+   older than ``MAX_ORDER_AGE`` (30 days, Stripe's event retention) are left alone: an
+   abandoned checkout is not re-read every 15 minutes forever.
 
-Every Stripe call takes a token from the tenant's ``RateLimiter`` bucket.
+Every Stripe call (each page of the Events API included) takes a token from the tenant's
+``RateLimiter`` bucket. A disconnected (deauthorized) account is skipped in both passes: the
+platform may no longer read it. Listed events of types outside the subscribed catalogue are
+dropped before they are stored, as a webhook endpoint subscribed to the catalogue would never
+have received them.
 
 Xsolla orders are then reconciled by :mod:`caisse.xsolla.reconcile` (Xsolla's transaction
 reports, looked up by our order id; missed refunds listed per project). One run covers both
@@ -39,6 +45,7 @@ from caisse.intake.stripe import event_row, parse_event
 from caisse.jobs.registry import JobContext, handler
 from caisse.jobs.worker import backoff_seconds
 from caisse.orders.apply import apply_snapshots
+from caisse.providers.stripe.catalog import is_subscribed
 from caisse.providers.stripe.mapping import payment_snapshot
 from caisse.providers.stripe.ratelimit import RateLimiter
 from caisse.providers.xsolla.client import DEFAULT_TIMEOUT as XSOLLA_TIMEOUT
@@ -47,6 +54,7 @@ from caisse.runtime import Runtime
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.storage.inbound import InboundBatchWriter
+from caisse.tenants.credentials import stripe_account_header
 from caisse.xsolla.reconcile import reconcile_xsolla
 
 log = logging.getLogger("caisse.reconcile")
@@ -61,6 +69,9 @@ WAITING = (
 
 
 INTERVAL = dt.timedelta(minutes=15)
+MAX_ORDER_AGE = dt.timedelta(days=30)  # older waiting orders are abandoned, not re-read
+EVENTS_PAGE = 100
+DISCONNECTED = "Stripe account disconnected"
 EVENT_RETENTION = dt.timedelta(days=30)
 CURSOR_OVERLAP = dt.timedelta(minutes=5)
 _LIMITER = RateLimiter(share=0.5)  # leave half of the budget to the tenants' own traffic
@@ -160,6 +171,34 @@ def reconcile(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class _StripeAccount:
+    """What reconciliation needs of a tenant's Stripe settings in one environment."""
+
+    tenant_id: str
+    environment: str
+    secret_key: str
+    stripe_account: str | None  # the Stripe-Account header (OAuth connections only)
+    disconnected: bool
+
+
+def _stripe_accounts(rt: Runtime, tenant_id: str | None) -> list[_StripeAccount]:
+    with rt.db.read() as s:
+        stmt = select(m.ProviderAccount).where(m.ProviderAccount.provider == "stripe")
+        if tenant_id:
+            stmt = stmt.where(m.ProviderAccount.tenant_id == tenant_id)
+        return [
+            _StripeAccount(
+                a.tenant_id,
+                a.environment,
+                rt.box.decrypt(a.secrets["secret_key"]),
+                stripe_account_header(a),
+                bool((a.config or {}).get("deauthorized_at")),
+            )
+            for a in s.scalars(stmt.order_by(m.ProviderAccount.tenant_id))
+        ]
+
+
 def _reconcile_stripe(
     rt: Runtime,
     report: ReconcileReport,
@@ -171,8 +210,9 @@ def _reconcile_stripe(
     events: bool,
 ) -> None:
     """The two Stripe passes (events catch-up, waiting orders)."""
+    accounts = {(a.tenant_id, a.environment): a for a in _stripe_accounts(rt, tenant_id)}
     if events:
-        catch_up_events(rt, report, tenant_id=tenant_id, limiter=limiter)
+        catch_up_events(rt, report, tenant_id=tenant_id, limiter=limiter, accounts=accounts)
     now = rt.clock.now()
     with rt.db.read() as s:
         stmt = select(
@@ -182,31 +222,28 @@ def _reconcile_stripe(
             m.Order.provider_payment_id.is_not(None),
             m.Order.phase.in_([p.value for p in WAITING]),
             m.Order.created_at <= now - grace,
+            m.Order.created_at > now - MAX_ORDER_AGE,
         )
         if tenant_id:
             stmt = stmt.where(m.Order.tenant_id == tenant_id)
         orders = s.execute(stmt.order_by(m.Order.id)).all()
-        keys: dict[tuple[str, str], tuple[str, str | None]] = {}
-        for acct in s.scalars(
-            select(m.ProviderAccount).where(m.ProviderAccount.provider == "stripe")
-        ):
-            keys[(acct.tenant_id, acct.environment)] = (
-                rt.box.decrypt(acct.secrets["secret_key"]),
-                acct.provider_account_id,
-            )
     for order_id, tenant, env, pi_id in orders:
         assert pi_id is not None  # selected with provider_payment_id IS NOT NULL
         row = report.row(tenant, env, "stripe")
+        account = accounts.get((tenant, env))
+        if account is not None and account.disconnected:
+            row.skipped = DISCONNECTED
+            continue  # the platform may no longer read a disconnected account's objects
         row.checked += 1
         if progress:
             progress(order_id)
-        key = keys.get((tenant, env))
-        if key is None:
+        if account is None:
             row.errors.append(f"{order_id}: no Stripe key")
             continue
         try:
             limiter.acquire(tenant, env)
-            pi = rt.stripe(*key).retrieve_payment_intent(pi_id)
+            gateway = rt.stripe(account.secret_key, account.stripe_account)
+            pi = gateway.retrieve_payment_intent(pi_id)
             snap = payment_snapshot(pi, rt.clock.now())
             with rt.db.write() as s:
                 changed = apply_snapshots(
@@ -230,32 +267,22 @@ def catch_up_events(
     *,
     tenant_id: str | None = None,
     limiter: RateLimiter,
+    accounts: dict[tuple[str, str], _StripeAccount] | None = None,
 ) -> None:
     """Pass 1: list missed events per tenant and environment, store and process them."""
+    if accounts is None:
+        accounts = {(a.tenant_id, a.environment): a for a in _stripe_accounts(rt, tenant_id)}
     with rt.db.read() as s:
-        stmt = select(m.ProviderAccount).where(m.ProviderAccount.provider == "stripe")
-        if tenant_id:
-            stmt = stmt.where(m.ProviderAccount.tenant_id == tenant_id)
-        accounts = [
-            (
-                a.tenant_id,
-                a.environment,
-                rt.box.decrypt(a.secrets["secret_key"]),
-                a.provider_account_id,
-                bool((a.config or {}).get("deauthorized_at")),
-            )
-            for a in s.scalars(stmt.order_by(m.ProviderAccount.tenant_id))
-        ]
         cursors = {
             (c.tenant_id, c.environment): c.created_gt
             for c in s.scalars(
                 select(m.ReconcileCursor).where(m.ReconcileCursor.provider == "stripe")
             )
         }
-    for tenant, env, secret_key, account, disconnected in accounts:
+    for (tenant, env), account in sorted(accounts.items()):
         row = report.row(tenant, env, "stripe")
-        if disconnected:
-            row.skipped = "Stripe account disconnected"
+        if account.disconnected:
+            row.skipped = DISCONNECTED
             continue  # the platform may no longer read a disconnected account's events
         now = rt.clock.now()
         oldest = int((now - EVENT_RETENTION).timestamp()) + 60
@@ -264,8 +291,7 @@ def catch_up_events(
             oldest if cursor is None else max(oldest, cursor - int(CURSOR_OVERLAP.total_seconds()))
         )
         try:
-            limiter.acquire(tenant, env)
-            listed = rt.stripe(secret_key, account).list_events(created_gt=since)
+            listed = list_events(rt, account, since, limiter)
         except CaisseError as exc:
             row.errors.append(f"events not listed: {exc.message}")
             continue
@@ -278,6 +304,27 @@ def catch_up_events(
             process_claimed(rt.db, rt.clock, event_id, "reconcile", backoff_seconds)
 
 
+def list_events(
+    rt: Runtime, account: _StripeAccount, created_gt: int, limiter: RateLimiter
+) -> list[dict[str, Any]]:
+    """The account's events since ``created_gt``, oldest first, paged by hand so that every
+    request takes its own token (an auto-paging iterator would make many calls for one)."""
+    gateway = rt.stripe(account.secret_key, account.stripe_account)
+    events: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        limiter.acquire(account.tenant_id, account.environment)
+        page, more = gateway.list_events_page(
+            created_gt=created_gt, starting_after=after, limit=EVENTS_PAGE
+        )
+        events += page
+        if not more or not page:
+            break
+        after = str(page[-1]["id"])
+    events.sort(key=lambda e: (int(e.get("created") or 0), str(e.get("id"))))
+    return events
+
+
 def store_listed_events(
     rt: Runtime, tenant_id: str, environment: str, listed: list[dict[str, Any]]
 ) -> list[str]:
@@ -286,6 +333,8 @@ def store_listed_events(
     rows: list[dict[str, Any]] = []
     now = rt.clock.now()
     for event in listed:
+        if not is_subscribed(str(event.get("type"))):
+            continue  # the account's other events (payouts, customers…) are not caisse's
         body = json.dumps(event, ensure_ascii=False).encode()
         try:
             parsed = parse_event(body)

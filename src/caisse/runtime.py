@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from caisse.clock import Clock, SystemClock
 from caisse.config import Settings
 from caisse.crypto import SecretBox
+from caisse.delivery.options import DeliveryOptions
 from caisse.providers.stripe.client import StripeGateway
 from caisse.storage.db import Database
 
@@ -23,6 +24,8 @@ class Runtime:
     box: SecretBox
     clock: Clock = field(default_factory=SystemClock)
     stripe_factory: StripeFactory | None = None
+    # Retry policy, deadline and per-endpoint cap of partner deliveries (tests pin the jitter).
+    delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
     # Set when new jobs were committed in this process, so the in-process worker wakes at once.
     wakeups: list[Callable[[], None]] = field(default_factory=list)
 

@@ -205,3 +205,79 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "demo passed" in demo.stdout
     assert "paid" in demo.stdout
+
+
+def test_simulate_is_test_mode_only_and_follows_a_connect_tenant(  # type: ignore[no-untyped-def]
+    data_dir: Path, tenant: dict
+) -> None:
+    """``--live`` is refused (as ``stripe trigger``); a tenant connected through OAuth, with no
+    signing secret of its own, gets its event on the platform's Connect endpoint, naming its
+    account and signed with the platform's Connect secret, or a clean error without one."""
+    import dataclasses
+
+    from caisse.config import Secret
+    from caisse.tenants.connect import store_connection
+
+    live_flag = caisse(
+        data_dir, "simulate", "stripe", "payment_intent.succeeded",
+        "--tenant", str(tenant["id"]), "--live",
+    )  # fmt: skip
+    assert_clean_failure(live_flag, "test mode only")
+
+    connect_secret = "whsec_" + secrets.token_urlsafe(24)
+    account = "acct_1CliConnected"
+    settings = Settings.from_env(env_for(data_dir), create_missing=False)
+    settings = dataclasses.replace(
+        settings,
+        stripe_connect_client_id="ca_" + "c" * 32,
+        stripe_connect_secret_keys=(Secret("sk_test_platform" + "p" * 20),),
+        stripe_connect_webhook_secrets=(Secret(connect_secret),),
+    )
+    rt = Runtime.build(settings)
+    try:
+        with rt.db.write() as s:
+            store_connection(s, rt, str(tenant["id"]), "test", account, None)
+        with live_caisse(rt, run_worker=False) as live:
+            args = ("simulate", "stripe", "account.updated", "--tenant", str(tenant["id"]))
+            unsigned = caisse(data_dir, *args, "--url", live.url)
+            assert_clean_failure(unsigned, "CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET")
+            sent = caisse(
+                data_dir, *args, "--url", live.url,
+                env={"CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET": connect_secret},
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            assert "200" in sent.stderr
+        with rt.db.read() as s:
+            stored = s.scalars(select(m.InboundEvent)).all()
+        assert [(e.type, e.tenant_id, e.provider_account_id) for e in stored] == [
+            ("account.updated", tenant["id"], account)
+        ]
+    finally:
+        rt.close()
+
+
+def test_a_rendering_lane_runs_at_the_cpu_priority_asked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert caisse(data, "migrate").returncode == 0
+    proc = subprocess.Popen(
+        [str(CAISSE), "worker", "--nice", "7", "--render"],
+        env=env_for(data),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "started" in proc.stdout.readline()
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(fields[16]) - os.nice(0) == 7  # field 19 of stat: nice, relative to ours
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_nice_out_of_range_is_refused(tmp_path: Path) -> None:
+    r = caisse(tmp_path / "data", "worker", "--nice", "25")
+    assert r.returncode == 2
+    assert "nice" in (r.stdout + r.stderr).lower()

@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
+from tests.support import partners
 from typer.testing import CliRunner
 
 from caisse.cli import app as cli_app
@@ -28,8 +30,8 @@ def run(rt: Runtime, tmp_path: Any) -> Any:
         "NO_COLOR": "1",
     }
 
-    def invoke(*args: str, ok: bool = True) -> Any:
-        result = CliRunner().invoke(cli_app, list(args), env=env)
+    def invoke(*args: str, ok: bool = True, input: str | None = None) -> Any:
+        result = CliRunner().invoke(cli_app, list(args), env=env, input=input)
         if ok:
             assert result.exit_code == 0, result.output
         return result
@@ -85,3 +87,44 @@ def test_endpoint_and_delivery_commands(run: Any, rt: Runtime) -> None:
 
     run("endpoints", "delete", endpoint, "--tenant", tenant)
     assert json.loads(run("endpoints", "list", "--tenant", tenant, "--json").stdout) == []
+
+
+def test_show_update_and_test(run: Any) -> None:
+    tenant = json.loads(run("tenant", "create", "Boutique").stdout)["id"]
+    with partners.ok() as partner:
+        created = json.loads(run("endpoints", "create", "--tenant", tenant, partner.url).stdout)
+        endpoint = created["id"]
+        partner.expect_signed_by(created["secret"])
+        shown = run("endpoints", "show", endpoint, "--tenant", tenant).stdout
+        assert partner.url in shown
+        assert "test (staging)" in shown
+        assert created["secret"] not in shown
+
+        key = "k" * 40
+        updated = run(
+            "endpoints", "update", endpoint, "--tenant", tenant, "--event-type", "order.paid",
+            "--event-type", "order.refunded", "--description", "Compta", "--api-key-stdin",
+            input=key + "\n",
+        ).stdout  # fmt: skip
+        assert "order.paid, order.refunded" in updated
+        assert "Compta" in updated
+        assert key not in updated
+        view = json.loads(run("endpoints", "show", endpoint, "--tenant", tenant, "--json").stdout)
+        assert view["event_types"] == ["order.paid", "order.refunded"]
+        assert "•" in (view["api_key"] or "")
+
+        tested = run("endpoints", "test", endpoint, "--tenant", tenant)
+        result = json.loads(tested.stdout)
+        assert result["ok"] is True
+        assert result["status_code"] == 200
+        [request] = partner.requests
+        assert request.header("x-api-key") == key
+        message = Webhook(created["secret"]).verify(request.body, request.header_dict)
+        assert message["type"] == "endpoint.test"
+
+    nothing = run("endpoints", "update", endpoint, "--tenant", tenant, ok=False)
+    assert nothing.exit_code != 0
+    bad = run("endpoints", "update", endpoint, "--tenant", tenant, "--url", "ftp://x", ok=False)
+    assert bad.exit_code != 0
+    everything = run("endpoints", "update", endpoint, "--tenant", tenant, "--all-event-types")
+    assert "all" in everything.stdout

@@ -225,9 +225,11 @@ def test_order_needs_stripe_credentials_and_a_key(client, rt, merchant) -> None:
     assert count(rt, m.IdempotencyKey) == 0
 
 
-def test_stripe_unreachable_is_502_leaves_no_order_and_frees_the_key(
+def test_stripe_unreachable_is_502_and_the_same_key_resumes_the_same_order(
     client, rt, merchant, localstripe_url
 ) -> None:  # type: ignore[no-untyped-def]
+    """The SDK cannot tell a refused connection from a lost answer, so the order and its key
+    are kept for the retry (test_order_creation_outcomes.py has the lost-answer case)."""
     closed = f"http://127.0.0.1:{free_port()}"
     down = Runtime.build(dataclasses.replace(rt.settings, stripe_api_base=closed))
     body, key = order_body(), "outage-" + secrets.token_hex(4)
@@ -237,12 +239,14 @@ def test_stripe_unreachable_is_502_leaves_no_order_and_frees_the_key(
             assert r.status_code in (502, 504), r.text
             assert r.json()["error"]["code"] in ("provider_unavailable", "provider_timeout")
             assert closed not in r.text
-            assert count(rt, m.Order) == 0
-            assert count(rt, m.IdempotencyKey) == 0
+            assert count(rt, m.Order) == 1  # kept open, without an intent, for the retry
+            assert count(rt, m.IdempotencyKey) == 1
+            # Retried at once (no 409 "in progress"): still down, still the same order.
             assert post_order(offline, merchant, body, key).status_code in (502, 504)
+            assert count(rt, m.Order) == 1
     finally:
         down.close()
-    # Stripe is back: the same key now creates the order
+    # Stripe is back: the same key now finishes the same order
     r = post_order(client, merchant, body, key)
     assert r.status_code == 201, r.text
     assert count(rt, m.Order) == 1
@@ -393,3 +397,26 @@ def test_timeline_tells_what_happened_in_order(client, rt, merchant) -> None:  #
     )
     r = client.get(f"/v1/orders/{order['id']}/timeline", headers=merchant.auth("live"))
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["customer_name", "customer_extra_key", "line_description", "metadata", "reference"],
+)
+def test_a_nul_character_anywhere_is_a_400_on_both_engines(client, rt, merchant, where) -> None:  # type: ignore[no-untyped-def]
+    body = order_body()
+    if where == "customer_name":
+        body["customer"]["name"] = "Bu\x00yer"
+    elif where == "customer_extra_key":
+        body["customer"]["no\x00te"] = "x"
+    elif where == "line_description":
+        body["lines"][0]["description"] = "Item\x00"
+    elif where == "metadata":
+        body["metadata"] = {"k": "v\x00"}
+    else:
+        body["reference"] = "\x00"
+    r = post_order(client, merchant, body, key="nul-" + where)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_request"
+    assert "NUL" in r.json()["error"]["message"]
+    assert count(rt, m.Order) == 0

@@ -20,11 +20,15 @@ from starlette.testclient import TestClient
 from tests.support.api import Merchant, drain, new_merchant
 from tests.support.loopback import serve
 
+from caisse import ids
 from caisse.config import Secret
+from caisse.errors import Conflict
 from caisse.providers.stripe import simulate
 from caisse.runtime import Runtime
 from caisse.storage import models as m
+from caisse.storage.sql import conflict_on_duplicate
 from caisse.tenants.connect import sign_state
+from caisse.tenants.credentials import ACCOUNT_TAKEN
 from caisse.web.app import create_app
 
 PLATFORM_KEY = "sk_test_platform" + "p" * 20
@@ -39,6 +43,7 @@ class FakeOAuth:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.used: set[str] = set()
+        self.account_reads: list[dict[str, Any]] = []
 
     async def token(self, request: Request) -> JSONResponse:
         form = dict(await request.form())
@@ -64,11 +69,36 @@ class FakeOAuth:
             }
         )
 
+    async def account(self, request: Request) -> JSONResponse:
+        """``GET /v1/account`` on behalf of the connected account (``Stripe-Account``)."""
+        self.account_reads.append(
+            {
+                "auth": request.headers.get("authorization"),
+                "stripe_account": request.headers.get("stripe-account"),
+            }
+        )
+        if request.headers.get("stripe-account") != ACCOUNT:
+            return JSONResponse({"error": {"type": "invalid_request_error"}}, status_code=403)
+        return JSONResponse(
+            {
+                "id": ACCOUNT,
+                "object": "account",
+                "charges_enabled": True,
+                "payouts_enabled": False,
+                "requirements": {"currently_due": ["external_account"], "past_due": []},
+            }
+        )
+
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeOAuth, str]]:
     oauth = FakeOAuth()
-    app = Starlette(routes=[Route("/oauth/token", oauth.token, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/oauth/token", oauth.token, methods=["POST"]),
+            Route("/v1/account", oauth.account, methods=["GET"]),
+        ]
+    )
     with serve(app) as url:
         yield oauth, url
 
@@ -204,3 +234,83 @@ def test_connect_events_are_routed_by_account_and_deauthorization_stops_orders( 
     )
     assert order.status_code == 400
     assert "disabled charges" in order.json()["error"]["message"]
+
+
+def test_the_connected_account_is_read_at_once(connect_client, rt, fake) -> None:  # type: ignore[no-untyped-def]
+    oauth, _ = fake
+    merchant = new_merchant(connect_client, rt)
+    done = connect(connect_client, merchant)
+    assert done.status_code == 200, done.text
+    assert done.json()["charges_enabled"] is True
+    assert oauth.account_reads == [{"auth": f"Bearer {PLATFORM_KEY}", "stripe_account": ACCOUNT}]
+    shown = connect_client.get("/v1/providers/stripe", headers=merchant.auth()).json()
+    assert (shown["charges_enabled"], shown["payouts_enabled"]) == (True, False)
+    assert shown["requirements_due"] == ["external_account"]
+    assert shown["connected_via"] == "oauth"
+
+
+def test_an_account_is_bound_to_one_tenant(connect_client, rt, fake) -> None:  # type: ignore[no-untyped-def]
+    first = new_merchant(connect_client, rt, name="Hôtel A")
+    second = new_merchant(connect_client, rt, name="Hôtel B")
+    assert connect(connect_client, first, "ac_first").status_code == 200
+
+    taken = connect(connect_client, second, "ac_second")
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["error"]["code"] == "conflict"
+    assert taken.json()["error"]["param"] == "account_id"
+    typed = connect_client.put(
+        "/v1/providers/stripe",
+        headers=second.auth(),
+        json={
+            "publishable_key": "pk_test_" + "b" * 24,
+            "secret_key": "sk_test_" + "b" * 24,
+            "webhook_secrets": [second.whsec["test"]],
+            "account_id": ACCOUNT,
+        },
+    )
+    assert typed.status_code == 409, typed.text
+    assert typed.json()["error"]["param"] == "account_id"
+    with rt.db.read() as s:
+        owners = s.scalars(
+            select(m.ProviderAccount.tenant_id).where(
+                m.ProviderAccount.provider_account_id == ACCOUNT
+            )
+        ).all()
+    assert owners == [first.tenant_id]
+    # Events for the account still reach its one tenant.
+    event = simulate.build_event("account.updated", livemode=False, account=ACCOUNT)
+    assert post_connect(connect_client, event).status_code == 200
+    drain(rt)
+    with rt.db.read() as s:
+        stored = s.scalars(select(m.InboundEvent.tenant_id)).all()
+    assert stored == [first.tenant_id]
+
+
+def _two_tenants_one_account(rt: Runtime) -> None:
+    """Two tenants holding one account, written without the check (as a race would)."""
+    now = rt.clock.now()
+    with rt.db.write() as s:
+        for name in ("A", "B"):
+            tenant = m.Tenant(id=ids.new_id("tenant"), name=name, created_at=now)
+            s.add(tenant)
+            s.flush()
+            s.add(
+                m.ProviderAccount(
+                    id=ids.new_id("provider_account"),
+                    tenant_id=tenant.id,
+                    environment="test",
+                    provider="stripe",
+                    provider_account_id=ACCOUNT,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        with conflict_on_duplicate(ACCOUNT_TAKEN):
+            s.flush()
+
+
+def test_the_unique_index_backs_the_check(rt) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(Conflict, match="already connected"):
+        _two_tenants_one_account(rt)
+    with rt.db.read() as s:
+        assert s.scalars(select(m.ProviderAccount)).all() == []  # rolled back whole

@@ -255,3 +255,60 @@ def test_storage_failure_after_verification_is_503_and_nothing_acknowledged(clie
     r = post_event(client, merchant, event())
     assert r.status_code == 503
     assert "Traceback" not in r.text
+
+
+def test_one_secret_saved_in_both_environments_follows_livemode(client, rt, merchant):
+    # A merchant pasting the same whsec_ under both keys: each event lands in the world its
+    # livemode names, verified by that world's secrets, never refused nor swapped.
+    shared = "whsec_" + "s" * 32
+    for env in ("test", "live"):
+        r = client.put(
+            "/v1/providers/stripe",
+            headers=merchant.auth(env),
+            json={
+                "publishable_key": f"pk_{env}_" + "a" * 20,
+                "secret_key": f"sk_{env}_" + "b" * 20,
+                "webhook_secrets": [shared],
+            },
+        )
+        assert r.status_code == 200, r.text
+    assert post_event(client, merchant, event(livemode=False), secret=shared).status_code == 200
+    assert post_event(client, merchant, event(livemode=True), secret=shared).status_code == 200
+    with rt.db.read() as s:
+        envs = sorted(s.execute(select(m.InboundEvent.environment)).scalars())
+    assert envs == ["live", "test"]
+
+
+def test_event_naming_another_tenants_order_is_unmatched_and_changes_nothing(client, rt, merchant):
+    victim = new_merchant(client, rt, name="Victim")
+    order = create_order(client, victim)
+    ev = event(
+        payment_intent_id=order["payment"]["payment_intent"],
+        amount=order["amount_total"],
+        metadata=order_meta(victim, order),
+    )
+    # Correctly signed by the merchant, on the merchant's URL, but about the victim's order.
+    assert post_event(client, merchant, ev).status_code == 200
+    drain(rt)
+    listed = client.get("/v1/events", headers=merchant.auth("test")).json()["data"]
+    assert [e["status"] for e in listed] == ["unmatched"]
+    after = client.get(f"/v1/orders/{order['id']}", headers=victim.auth("test")).json()
+    assert after["status"] == "open"
+    assert after["amount_paid"] == 0
+    with rt.db.read() as s:
+        assert s.execute(select(func.count()).select_from(m.Message)).scalar_one() == 0
+
+
+def test_chunked_body_over_one_mebibyte_without_length_is_413(client, rt, merchant):
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"x" * (64 * 1024)
+
+    r = client.post(
+        f"/callbacks/v1.0/stripe/{merchant.tenant_id}",
+        content=chunks(),
+        headers={"Stripe-Signature": "t=1,v1=" + "a" * 64},
+    )
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413
+    assert count(rt, m.InboundEvent) == 0

@@ -60,12 +60,14 @@ class CertServer:
 
     certs: dict[str, str] = field(default_factory=dict)
     hits: int = 0
+    status: int = 200  # set to 500 to play Google's endpoint failing
 
     def app(self) -> ASGIApp:
         async def certs(request: Request) -> Response:
             self.hits += 1
             return Response(
                 json.dumps(self.certs),
+                status_code=self.status,
                 headers={"Cache-Control": "public, max-age=3600"},
                 media_type="application/json",
             )

@@ -2,7 +2,14 @@
 
 Each partner is a uvicorn server on ``127.0.0.1`` (port 0, so tests never collide) running in
 its own thread and event loop, so a partner that hangs or trickles cannot stall the test's loop.
-Every request is recorded (method, path, headers, exact body bytes) before the behaviour runs.
+Every request is recorded (method, path, headers, exact body bytes) before the behaviour runs,
+and ``in_flight`` / ``max_in_flight`` count the requests being answered at once.
+
+Give a partner its endpoint's secret(s) (``partner.expect_signed_by(secret)``, once the
+endpoint is registered) and every request it records is verified as a real partner would,
+with ``standardwebhooks``; leaving the ``with`` block raises if any request was not signed by
+one of them (timestamps older than the library's 5 min tolerance — a test clock moved days
+ahead — are checked by recomputing the signature with the same library instead).
 
     with partners.ok() as partner:
         result = await send(client, partner.url, body, headers)
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from standardwebhooks import Webhook, WebhookVerificationError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,6 +72,9 @@ class PartnerServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     bytes_sent: int = 0
     port: int = 0
+    secrets: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,7 +112,26 @@ class PartnerServer:
         )
         with self._lock:
             self.requests.append(request)
-        await self.behaviour(self, request, receive, send)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self.behaviour(self, request, receive, send)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def expect_signed_by(self, *secrets: str) -> PartnerServer:
+        """Verify every request (past and future) against these endpoint secrets."""
+        self.secrets.extend(secrets)
+        return self
+
+    def problems(self) -> list[str]:
+        """Why recorded requests fail verification (empty when all are correctly signed)."""
+        if not self.secrets:
+            return []
+        with self._lock:
+            requests = list(self.requests)
+        return [p for p in (_check_signed(r, self.secrets) for r in requests) if p]
 
     def __enter__(self) -> PartnerServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -142,6 +172,35 @@ class PartnerServer:
         self._server.should_exit = True
         self._server.force_exit = True  # hanging/trickling handlers must not hold us up
         self._thread.join(timeout=10)
+        problems = self.problems()
+        if problems and exc_info[0] is None:
+            raise AssertionError("partner received unverifiable requests: " + "; ".join(problems))
+
+
+def _check_signed(request: RecordedRequest, secrets: list[str]) -> str | None:
+    """None if one of ``secrets`` signed ``request`` (Standard Webhooks), else why not."""
+    headers = request.header_dict
+    msg_id, stamp, signatures = (
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+    )
+    if not (msg_id and stamp and signatures and stamp.isdigit()):
+        return f"{request.path}: missing or malformed webhook-* headers"
+    when = dt.datetime.fromtimestamp(int(stamp), dt.UTC)
+    recent = abs(time.time() - int(stamp)) < 240
+    offered = set(signatures.split())
+    for secret in secrets:
+        wh = Webhook(secret)
+        if recent:
+            try:
+                wh.verify(request.body, headers)
+                return None
+            except WebhookVerificationError:
+                continue
+        elif wh.sign(msg_id, when, request.body.decode()) in offered:
+            return None
+    return f"{msg_id}: not signed by any expected secret"
 
 
 # -- behaviours ------------------------------------------------------------------------------

@@ -44,12 +44,22 @@ class LiveCaisse:
 
 
 @contextlib.contextmanager
-def live_caisse(rt: Runtime, *, run_worker: bool = True) -> Iterator[LiveCaisse]:
+def live_caisse(
+    rt: Runtime, *, run_worker: bool = True, proxy_headers: bool = True
+) -> Iterator[LiveCaisse]:
+    """``proxy_headers=False`` serves as ``caisse serve`` does without CAISSE_TRUSTED_PROXIES:
+    uvicorn leaves X-Forwarded-For alone and caisse's own trusted-proxy rules decide."""
     port = free_port()
     app = create_app(runtime=rt, run_worker=run_worker)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            access_log=False,
+            lifespan="on",
+            proxy_headers=proxy_headers,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

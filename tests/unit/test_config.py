@@ -47,6 +47,7 @@ def test_operator_token_and_master_key_are_generated_once_with_mode_0600(
     token_file, key_file = first.data_dir / "admin_token", first.data_dir / "master_key"
     assert mode(token_file) == 0o600
     assert mode(key_file) == 0o600
+    assert mode(first.data_dir) == 0o700  # the folder also holds the SQLite database
     assert first.admin_token.reveal().startswith("cat_")
     assert len(first.admin_token.reveal()) >= 40
     assert token_file.read_text().strip() == first.admin_token.reveal()
@@ -232,3 +233,34 @@ def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
     s = Settings.from_env(env_for(tmp_path, CAISSE_DATABASE_URL="", CAISSE_ADMIN_TOKEN=""))
     assert s.is_sqlite
     assert "admin_token" in s.generated
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CAISSE_WORKER_POLL_INTERVAL", "fast"),
+        ("CAISSE_WORKER_POLL_INTERVAL", "0"),
+        ("CAISSE_JOB_LEASE_SECONDS", "nan"),
+        ("CAISSE_JOB_LEASE_SECONDS", "1"),
+    ],
+)
+def test_a_bad_number_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        Settings.from_env(env_for(tmp_path, **{name: value, "CAISSE_ADMIN_TOKEN": TOKEN}))
+    assert name in refused.value.message
+
+
+def test_numbers_are_read(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        env_for(tmp_path, CAISSE_WORKER_POLL_INTERVAL="0.2", CAISSE_JOB_LEASE_SECONDS="300")
+    )
+    assert (s.worker_poll_interval, s.job_lease_seconds) == (0.2, 300.0)
+
+
+def test_sqlite_folder_made_by_migrate_is_private(tmp_path: Path) -> None:
+    from caisse.storage.migrate import upgrade
+
+    upgrade(f"sqlite:///{tmp_path / 'fresh' / 'caisse.db'}")
+    assert mode(tmp_path / "fresh") == 0o700

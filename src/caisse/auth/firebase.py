@@ -16,15 +16,25 @@ a third-party JWT library"), with firebase-admin-python's order of checks:
 Time comes from the injected :class:`~caisse.clock.Clock`, not from PyJWT, so tests can freeze
 it: PyJWT checks only the signature and the algorithm; every claim is checked here.
 
-Keys are cached for the ``Cache-Control: max-age`` (minus ``Age``) of the certificate answer. A
-kid not in a fresh cache triggers at most one refetch a minute (a stream of forged kids cannot
+Keys are cached for the ``Cache-Control: max-age`` (minus ``Age``) of the certificate answer,
+and at least :data:`MIN_FRESHNESS` (60 s), also when the answer gives no usable lifetime (no
+``max-age``, ``no-cache``, ``no-store``): Google always sends hours, so this only matters for a
+proxy or mirror that strips the header, and it keeps one fetch per verification from happening.
+A kid not in a fresh cache triggers at most one refetch a minute (a stream of forged kids cannot
 turn us into a load generator against Google). When no usable key set can be had, the verifier
 raises :class:`KeysUnavailable`, a 503, never "accept" and never a misleading 401.
 
 Emulator tokens (``alg: none``, no signature) are accepted only when the verifier was built with
-``allow_emulator=True`` *and* the project id starts with ``demo-`` (Firebase's marker for demo
-projects without live resources); every claim check still applies. Unlike firebase-admin, the
-``FIREBASE_AUTH_EMULATOR_HOST`` variable is never looked at.
+``allow_emulator=True`` *and* the token is for the ``test`` environment *and* the project id
+starts with ``demo-`` (Firebase's marker for demo projects without live resources); every claim
+check still applies. A ``live`` verification never accepts one, whatever the settings say.
+Unlike firebase-admin, the ``FIREBASE_AUTH_EMULATOR_HOST`` variable is never looked at.
+
+``verify(token, None)`` checks everything but *which* project the token is for (``aud`` must
+still be a project and ``iss`` that project's issuer) and reports it as ``project_id``; the
+caller then compares it with the project it expects (:meth:`FirebaseIdentity.require_project`).
+This lets an endpoint refuse an anonymous caller (401) before revealing whether the tenant it
+names exists.
 
 Every rejection raises :class:`~caisse.errors.AuthenticationError` with the same generic message;
 the precise reason goes to the debug log only, without the token.
@@ -54,6 +64,7 @@ log = logging.getLogger(__name__)
 ISSUER_PREFIX: Final = "https://securetoken.google.com/"
 MAX_LEEWAY: Final = 60
 MIN_REFETCH_INTERVAL: Final = 60.0
+MIN_FRESHNESS: Final = 60
 FETCH_TIMEOUT: Final = 5.0
 _FAILURE_BACKOFF: Final = 5.0
 _MAX_TOKEN_CHARS: Final = 8192
@@ -76,7 +87,14 @@ class FirebaseIdentity:
     email_verified: bool
     sign_in_provider: str | None
     auth_time: dt.datetime
-    claims: Mapping[str, Any] = field(repr=False, compare=False)
+    project_id: str = ""  # the token's ``aud`` (and ``iss`` suffix)
+    claims: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def require_project(self, project_id: str) -> FirebaseIdentity:
+        """This identity if the token was issued for ``project_id``; else the generic 401."""
+        if not project_id or self.project_id != project_id:
+            raise _reject("token for another project")
+        return self
 
 
 class _CertificateCache:
@@ -172,16 +190,15 @@ def _parse_certificates(document: Any) -> dict[str, RSAPublicKey]:
 
 
 def _freshness(headers: httpx.Headers) -> int:
-    """Seconds the answer stays fresh: ``max-age`` minus ``Age``; 0 for no-store/no-cache."""
+    """Seconds the answer stays fresh: ``max-age`` minus ``Age``, never under MIN_FRESHNESS
+    (no-store, no-cache or no ``max-age`` get the minimum, not a fetch per verification)."""
     cache_control = headers.get("cache-control", "")
     lowered = cache_control.lower()
-    if "no-store" in lowered or "no-cache" in lowered:
-        return 0
     match = _MAX_AGE_RE.search(cache_control)
-    if match is None:
-        return 0
+    if "no-store" in lowered or "no-cache" in lowered or match is None:
+        return MIN_FRESHNESS
     age = headers.get("age", "0").strip()
-    return max(0, int(match.group(1)) - (int(age) if age.isdigit() else 0))
+    return max(MIN_FRESHNESS, int(match.group(1)) - (int(age) if age.isdigit() else 0))
 
 
 class FirebaseVerifier:
@@ -216,9 +233,17 @@ class FirebaseVerifier:
         if self._own_http:
             await self._http.aclose()
 
-    async def verify(self, token: str, project_id: str) -> FirebaseIdentity:
-        """Check ``token`` for ``project_id``; AuthenticationError, or KeysUnavailable (503)."""
-        if not project_id:
+    @property
+    def allows_emulator(self) -> bool:
+        """Whether unsigned emulator tokens may pass (test environment, demo-* projects)."""
+        return self._allow_emulator
+
+    async def verify(
+        self, token: str, project_id: str | None, *, environment: str = "live"
+    ) -> FirebaseIdentity:
+        """Check ``token`` for ``project_id`` (None: any project, see the module docstring) in
+        ``environment``; AuthenticationError, or KeysUnavailable (503)."""
+        if project_id is not None and not project_id:
             raise ValueError("a Firebase project id is required")
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_CHARS:
             raise _reject("empty or oversized token")
@@ -228,15 +253,19 @@ class FirebaseVerifier:
             raise _reject("unreadable header") from None
         alg = header.get("alg")
         if alg == "none":
-            claims = self._emulator_claims(token, project_id)
+            claims = self._emulator_claims(token, project_id, environment)
         elif alg == "RS256":
             claims = await self._signed_claims(token, header)
         else:
             raise _reject(f"algorithm {alg!r} refused")
         return self._check_claims(claims, project_id)
 
-    def _emulator_claims(self, token: str, project_id: str) -> dict[str, Any]:
-        if not (self._allow_emulator and project_id.startswith("demo-")):
+    def _emulator_claims(
+        self, token: str, project_id: str | None, environment: str
+    ) -> dict[str, Any]:
+        if not (self._allow_emulator and environment == "test"):
+            raise _reject("unsigned token refused")
+        if project_id is not None and not project_id.startswith("demo-"):
             raise _reject("unsigned token refused")
         if not token.endswith("."):
             raise _reject("unsigned token with a signature segment")
@@ -246,6 +275,9 @@ class FirebaseVerifier:
             )
         except jwt.PyJWTError:
             raise _reject("unreadable unsigned token") from None
+        audience = claims.get("aud")
+        if not (isinstance(audience, str) and audience.startswith("demo-")):
+            raise _reject("unsigned token for a project that is not demo-*")
         return claims
 
     async def _signed_claims(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,10 +308,13 @@ class FirebaseVerifier:
             raise _reject("bad signature") from None
         return claims
 
-    def _check_claims(self, claims: Mapping[str, Any], project_id: str) -> FirebaseIdentity:
-        if claims.get("aud") != project_id:
+    def _check_claims(self, claims: Mapping[str, Any], project_id: str | None) -> FirebaseIdentity:
+        audience = claims.get("aud")
+        if not isinstance(audience, str) or not audience:
+            raise _reject("missing audience")
+        if project_id is not None and audience != project_id:
             raise _reject("wrong audience")
-        if claims.get("iss") != ISSUER_PREFIX + project_id:
+        if claims.get("iss") != ISSUER_PREFIX + audience:
             raise _reject("wrong issuer")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 1 <= len(sub) <= 128:
@@ -305,6 +340,7 @@ class FirebaseVerifier:
             email_verified=claims.get("email_verified") is True,
             sign_in_provider=provider if isinstance(provider, str) else None,
             auth_time=auth_time,
+            project_id=audience,
             claims=MappingProxyType(dict(claims)),
         )
 

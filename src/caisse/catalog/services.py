@@ -21,6 +21,7 @@ from caisse.domain.orders import MAX_AMOUNT
 from caisse.errors import InvalidRequest, NotFound
 from caisse.money import normalize_currency, to_decimal
 from caisse.storage import models as m
+from caisse.storage.pagination import clamp_limit
 from caisse.tenants.services import Caller
 
 STATUSES = ("available", "unavailable")
@@ -104,6 +105,22 @@ def item_view(row: m.CatalogItem) -> dict[str, Any]:
         "created": int(row.created_at.timestamp()),
         "updated": int(row.updated_at.timestamp()),
     }
+
+
+def public_page(
+    s: Session, tenant_id: str, environment: str, *, limit: int | None, starting_after: str | None
+) -> tuple[list[m.CatalogItem], bool]:
+    """One page of the public catalogue, by SKU in ascending order: the public view has no ids,
+    so its cursor is the SKU (``starting_after=<last sku of the page>``)."""
+    n = clamp_limit(limit)
+    stmt = select(m.CatalogItem).where(
+        m.CatalogItem.tenant_id == tenant_id, m.CatalogItem.environment == environment
+    )
+    if starting_after is not None:
+        check_sku(starting_after)
+        stmt = stmt.where(m.CatalogItem.sku > starting_after)
+    rows = list(s.scalars(stmt.order_by(m.CatalogItem.sku.asc()).limit(n + 1)))
+    return rows[:n], len(rows) > n
 
 
 def public_view(row: m.CatalogItem) -> dict[str, Any]:

@@ -112,6 +112,107 @@ def endpoints_create(
     print_json(view)
 
 
+def _endpoint_panel(view: dict[str, Any]) -> Table:
+    """One endpoint, field by field (secrets masked as the API shows them)."""
+    from rich.table import Table
+
+    table = Table(title=f"Endpoint {view['id']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    status = view["status"] + (f" ({view['disabled_reason']})" if view["disabled_reason"] else "")
+    rows = [
+        ("url", view["url"]),
+        ("description", view["description"] or "—"),
+        ("environment", "live (production)" if view["livemode"] else "test (staging)"),
+        ("status", status),
+        ("event types", ", ".join(view["event_types"]) or "all"),
+        ("api key", view["api_key"] or "—"),
+        ("secret", view["secret"] or "—"),
+        ("old secrets sign until", ", ".join(map(_when, view["previous_secrets_expire"])) or "—"),
+        ("failing since", _when(view["failing_since"])),
+        ("created", _when(view["created"])),
+        ("updated", _when(view["updated"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+@endpoints_app.command("show")
+def endpoints_show(
+    endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test", as_json: JsonOpt = False
+) -> None:
+    """One endpoint (secrets masked)."""
+    from caisse.delivery import endpoints as svc
+
+    caller = _caller(tenant, env)
+    with runtime() as rt, errors(), rt.db.read() as s:
+        view = svc.endpoint_view(svc.get_endpoint(s, caller, endpoint_id), rt.box, rt.clock.now())
+    print_json(view) if as_json else out.print(_endpoint_panel(view))
+
+
+@endpoints_app.command("update")
+def endpoints_update(
+    endpoint_id: str,
+    tenant: TenantOpt,
+    env: EnvOpt = "test",
+    url: Annotated[str | None, typer.Option(help="New URL (queued retries go there too)")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--event-type", help="Repeat; replaces the list")
+    ] = None,
+    all_event_types: Annotated[
+        bool, typer.Option("--all-event-types", help="Subscribe to every type")
+    ] = False,
+    api_key_stdin: Annotated[
+        bool, typer.Option("--api-key-stdin", help="Read a new X-API-KEY from stdin")
+    ] = False,
+    remove_api_key: Annotated[bool, typer.Option(help="Stop sending X-API-KEY")] = False,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change an endpoint; only the options given change (the key never goes on the command
+    line, where shell history and ``ps`` would see it)."""
+    import sys
+
+    from caisse.delivery import endpoints as svc
+
+    caller = _caller(tenant, env)
+    fields: set[str] = set()
+    if url is not None:
+        fields.add("url")
+    if event_type or all_event_types:
+        fields.add("event_types")
+    if description is not None:
+        fields.add("description")
+    api_key = None
+    if api_key_stdin and remove_api_key:
+        raise typer.BadParameter("--api-key-stdin and --remove-api-key exclude each other")
+    if api_key_stdin:
+        api_key = sys.stdin.readline().strip()
+        fields.add("api_key")
+    elif remove_api_key:
+        fields.add("api_key")
+    if not fields:
+        raise typer.BadParameter("nothing to change: give at least one option")
+    changes = svc.EndpointChanges(
+        fields=frozenset(fields),
+        url=url,
+        description=description,
+        event_types=[] if all_event_types else event_type,
+        api_key=api_key,
+    )
+    with runtime() as rt, errors(), rt.db.write() as s:
+        view = svc.update_endpoint(
+            s,
+            rt.box,
+            caller,
+            endpoint_id,
+            changes,
+            allow_private=rt.settings.allow_private_targets,
+            now=rt.clock.now(),
+        )
+    out.print(_endpoint_panel(view))
+
+
 def _set_enabled(tenant: str, env: str, endpoint_id: str, enabled: bool) -> None:
     from caisse.delivery import endpoints as svc
 
@@ -176,7 +277,7 @@ def endpoints_rotate(
 
 @endpoints_app.command("test")
 def endpoints_test(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test") -> None:
-    """Send a signed test message; shows status and timing."""
+    """Send a signed test message; a verdict on stderr, the result as JSON on stdout."""
     import asyncio
 
     from caisse.delivery.worker import close_clients, send_test
@@ -190,7 +291,15 @@ def endpoints_test(endpoint_id: str, tenant: TenantOpt, env: EnvOpt = "test") ->
             await close_clients()
 
     with runtime() as rt, errors():
-        print_json(asyncio.run(run(rt)))
+        result = asyncio.run(run(rt))
+    if result["ok"]:
+        console.print(
+            f"[green]delivered[/] HTTP {result['status_code']} in {result['duration_ms']} ms"
+        )
+    else:
+        what = result["error_kind"] or f"HTTP {result['status_code']}"
+        console.print(f"[red]failed[/] {what} after {result['duration_ms']} ms")
+    print_json(result)
 
 
 def _delivery_table(title: str, views: list[dict[str, Any]]) -> Table:

@@ -19,6 +19,14 @@ def register(app: typer.Typer) -> None:
         no_worker: Annotated[
             bool, typer.Option("--no-worker", help="Run no in-process job worker")
         ] = False,
+        no_render: Annotated[
+            bool,
+            typer.Option(
+                "--no-render",
+                help="The in-process worker leaves invoices, credit notes and their emails "
+                "to a render lane (`caisse worker --render`)",
+            ),
+        ] = False,
     ) -> None:
         """Serve the API, the extranet and provider callbacks (with an in-process worker)."""
         import os
@@ -34,6 +42,8 @@ def register(app: typer.Typer) -> None:
             upgrade(s.database_url)
         if no_worker:
             os.environ["CAISSE_NO_WORKER"] = "1"
+        if no_render:
+            os.environ["CAISSE_NO_RENDER"] = "1"
         console.print(
             f"[bold green]caisse[/] serving on http://{host}:{port} "
             f"({'SQLite' if s.is_sqlite else 'PostgreSQL'})"
@@ -59,20 +69,44 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--kind",
                 help="Only claim jobs of this kind (repeat it): deliver, issue_invoice, "
-                "issue_credit_note, send_invoice_email, reconcile. A rendering lane, so "
-                "deliveries never wait behind PDFs: --kind issue_invoice --kind "
-                "issue_credit_note --kind send_invoice_email --no-events",
+                "issue_credit_note, send_invoice_email, extranet_invite_email, reconcile",
             ),
         ] = None,
         no_events: Annotated[
             bool, typer.Option("--no-events", help="Leave inbound provider events to others")
         ] = False,
+        render: Annotated[
+            bool,
+            typer.Option(
+                "--render",
+                help="The render lane: only invoices, credit notes and their emails, no "
+                "events (beside `caisse serve --no-render`)",
+            ),
+        ] = False,
+        nice: Annotated[
+            int,
+            typer.Option(
+                "--nice",
+                min=0,
+                max=19,
+                help="Lower this worker's CPU priority (as nice(1) does): a rendering lane "
+                "beside `caisse serve` on one machine then never takes CPU from ingest and "
+                "deliveries, and catches up when they are idle",
+            ),
+        ] = 0,
     ) -> None:
         """Run job workers only (scale-out: any number, on any machine, on PostgreSQL)."""
         import asyncio
+        import os
 
+        from caisse.jobs.registry import RENDER_KINDS
         from caisse.jobs.worker import Worker
         from caisse.logging import configure
+
+        if render:
+            kind, no_events = [*(kind or ()), *RENDER_KINDS], True
+        if nice:
+            os.nice(nice)
 
         with runtime() as rt:
             configure(rt.settings.log_level, json_format=rt.settings.log_json)

@@ -13,8 +13,9 @@ from caisse.cli.common import console, errors, out, runtime
 _PARAGRAPHS = (
     """Repair orders whose provider events never arrived (Stripe and Xsolla).""",
     """Stripe: missed events are listed from the Events API since each tenant's cursor and
-    applied once; orders still open, processing or requiring action after the grace period get
-    their PaymentIntent read and applied.""",
+    applied once; orders still open, processing or requiring action after the grace period,
+    and at most 30 days old, get their PaymentIntent read and applied. Disconnected accounts
+    are skipped.""",
     """Xsolla (tenants whose Xsolla settings include merchant_id): orders still unpaid after the
     grace period, and at most 7 days old, are looked up in Xsolla's transaction reports by their
     order id; transactions refunded or cancelled in the last 30 days refund the orders they

@@ -1,5 +1,6 @@
 """``caisse simulate stripe EVENT_TYPE``: send a realistic, correctly signed Stripe event to a
-caisse, as ``stripe trigger`` does, so merchants can test their set-up end to end."""
+caisse, as ``stripe trigger`` does, so merchants can test their set-up end to end. Test mode
+only, as ``stripe trigger``; for a connected account the event names it (``account``)."""
 
 from __future__ import annotations
 
@@ -18,45 +19,63 @@ simulate_app = typer.Typer(help="Send realistic, signed provider events.", no_ar
 
 
 def _target(
-    tenant: str, live: bool, order_id: str | None, url: str | None, secret: str | None
+    tenant: str, order_id: str | None, url: str | None, secret: str | None
 ) -> tuple[str, list[str], dict[str, Any]]:
-    """The URL, signing secrets and order facts, from the local database unless given."""
+    """The URL, signing secrets and event facts (order, connected account), from the local
+    database unless given. A tenant connected through OAuth whose own signing secrets are
+    unset takes its events as Stripe sends them: on the platform's Connect endpoint, signed
+    with the platform's Connect secret."""
     from sqlalchemy import select
 
+    from caisse.intake.stripe import CONNECT_ROUTE
     from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
     from caisse.storage import models as m
-    from caisse.tenants.credentials import webhook_url
+    from caisse.tenants.credentials import connected_by_oauth, webhook_url
 
-    env = "live" if live else "test"
     facts: dict[str, Any] = {}
+    route = tenant
     with runtime() as rt, rt.db.read() as s:
-        target = url or webhook_url(rt.settings.public_url, "stripe", tenant)
-        if url and urlsplit(url).path in ("", "/"):  # a caisse base URL: add the callback path
-            target = webhook_url(url.rstrip("/"), "stripe", tenant)
+        row = s.execute(
+            select(m.ProviderAccount).where(
+                m.ProviderAccount.tenant_id == tenant,
+                m.ProviderAccount.environment == "test",
+                m.ProviderAccount.provider == "stripe",
+            )
+        ).scalar_one_or_none()
         secrets = [secret] if secret else []
+        if row is not None:
+            if connected_by_oauth(row):  # a Connect event names the connected account
+                facts["account"] = row.provider_account_id
+            own = [rt.box.decrypt(x) for x in row.secrets.get("webhook_secrets", [])]
+            if not secrets and not own and connected_by_oauth(row):
+                route = CONNECT_ROUTE
+                secrets = [x.reveal() for x in rt.settings.stripe_connect_webhook_secrets]
+                if not secrets:
+                    fail(
+                        f"Tenant {tenant} is connected through Stripe Connect, and no Connect "
+                        "signing secret is set (CAISSE_STRIPE_CONNECT_WEBHOOK_SECRET); "
+                        "pass --secret"
+                    )
+            secrets = secrets or own
         if not secrets:
-            row = s.execute(
-                select(m.ProviderAccount).where(
-                    m.ProviderAccount.tenant_id == tenant,
-                    m.ProviderAccount.environment == env,
-                    m.ProviderAccount.provider == "stripe",
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                fail(f"No Stripe credentials for tenant {tenant} ({env}); pass --secret")
-            assert row is not None
-            secrets = [rt.box.decrypt(x) for x in row.secrets.get("webhook_secrets", [])]
+            fail(f"No Stripe credentials for tenant {tenant} (test); pass --secret")
+        base = rt.settings.public_url
+        target = url or webhook_url(base, "stripe", route)
+        if url and urlsplit(url).path in ("", "/"):  # a caisse base URL: add the callback path
+            target = webhook_url(url.rstrip("/"), "stripe", route)
         if order_id:
             order = s.get(m.Order, order_id)
-            if order is None or order.tenant_id != tenant:
-                fail(f"No order {order_id} for tenant {tenant}")
+            if order is None or order.tenant_id != tenant or order.environment != "test":
+                fail(f"No test order {order_id} for tenant {tenant}")
             assert order is not None
-            facts = {
-                "payment_intent_id": order.provider_payment_id,
-                "amount": order.amount_total,
-                "currency": order.currency,
-                "metadata": {ORDER_METADATA_KEY: order.id, TENANT_METADATA_KEY: tenant},
-            }
+            facts.update(
+                {
+                    "payment_intent_id": order.provider_payment_id,
+                    "amount": order.amount_total,
+                    "currency": order.currency,
+                    "metadata": {ORDER_METADATA_KEY: order.id, TENANT_METADATA_KEY: tenant},
+                }
+            )
     return target, secrets, facts
 
 
@@ -76,7 +95,9 @@ def simulate_stripe(
     ] = "",
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant id")] = "",
     order: Annotated[str | None, typer.Option(help="Make the event about this order")] = None,
-    live: Annotated[bool, typer.Option("--live", help="A live-mode event")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Refused: simulated events are test mode only")
+    ] = False,
     scenario: Annotated[str | None, typer.Option(help="Send a whole flow instead")] = None,
     url: Annotated[
         str | None,
@@ -104,6 +125,9 @@ def simulate_stripe(
         out.print(table)
         out.print("Scenarios: " + ", ".join(simulate.SCENARIOS))
         return
+    if live:
+        # As ``stripe trigger``: a made-up event must never pay or refund a live order.
+        fail("Simulated events are test mode only (as stripe trigger); drop --live")
     if not tenant:
         fail("--tenant is required")
     if scenario is None and event_type not in SUBSCRIBED_EVENT_TYPES:
@@ -112,12 +136,12 @@ def simulate_stripe(
         fail(f"Unknown scenario {scenario!r}; see --list")
     import httpx
 
-    target, secrets, facts = _target(tenant, live, order, url, secret)
+    target, secrets, facts = _target(tenant, order, url, secret)
     params: dict[str, Any] = {"amount": amount, "currency": currency, **facts}
     if scenario is not None:
-        events = simulate.scenario(scenario, livemode=live, **params)
+        events = simulate.scenario(scenario, livemode=False, **params)
     else:
-        events = [simulate.build_event(event_type, livemode=live, **params)]
+        events = [simulate.build_event(event_type, livemode=False, **params)]
     failed = 0
     for event in events:
         try:

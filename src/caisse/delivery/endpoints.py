@@ -4,7 +4,8 @@ Policy:
 
 - an endpoint belongs to the caller's tenant *and* environment (a test key registers a staging
   endpoint, a live key a production one); live URLs must be https; every URL passes the SSRF
-  check at registration (:func:`caisse.delivery.safety.check_url`) and again at connect time;
+  check at registration (:func:`caisse.delivery.safety.check_url`, then a best-effort DNS
+  look-up, :func:`~caisse.delivery.safety.check_resolves`) and again at connect time;
 - ``api_key`` (sent as ``X-API-KEY``) is at least 32 characters, and it and the signing secrets
   are encrypted at rest; both are shown in full once (at creation / rotation), masked after;
 - rotation keeps the previous secret signing for a grace period (24 h by default): during it
@@ -26,9 +27,10 @@ from caisse import ids
 from caisse.crypto import SecretBox, mask
 from caisse.delivery import signing
 from caisse.delivery.http import sanitize_partner_headers
-from caisse.delivery.safety import check_url
+from caisse.delivery.safety import check_resolves, check_url
 from caisse.domain.events import MessageType
 from caisse.errors import InvalidRequest, NotFound
+from caisse.metrics import ENDPOINTS_DISABLED
 from caisse.orders import idempotency
 from caisse.storage import models as m
 from caisse.tenants.services import Caller
@@ -178,6 +180,7 @@ def create_endpoint(
             row = get_endpoint(session, caller, str(stored["id"]))
             return status, endpoint_view(row, box, now, reveal_secret=True)
     clean_url = check_url(url, live=caller.environment == "live", allow_private=allow_private)
+    check_resolves(clean_url, allow_private=allow_private)
     types = check_event_types(event_types)
     key = check_api_key(api_key) if api_key is not None else None
     secret = signing.new_secret()
@@ -234,6 +237,7 @@ def update_endpoint(
         row.url = check_url(
             changes.url, live=caller.environment == "live", allow_private=allow_private
         )
+        check_resolves(row.url, allow_private=allow_private)
     if "description" in changes.fields:
         row.description = changes.description
     if "event_types" in changes.fields:
@@ -247,17 +251,25 @@ def update_endpoint(
         row.failing_since = None
         log.info("endpoint enabled", extra={"action": "endpoint.enabled", "endpoint_id": row.id})
     elif changes.enabled is False and row.status != "disabled":
-        disable(session, row, "disabled by the merchant", now=now, notify=False)
+        disable(session, row, "disabled by the merchant", now=now, notify=False, code="merchant")
     row.updated_at = now
     session.flush()
     return endpoint_view(row, box, now)
 
 
 def disable(
-    session: Session, row: m.Endpoint, reason: str, *, now: dt.datetime, notify: bool = True
+    session: Session,
+    row: m.Endpoint,
+    reason: str,
+    *,
+    now: dt.datetime,
+    notify: bool = True,
+    code: str = "merchant",
 ) -> None:
     """Disable an endpoint; its pending deliveries fail at once (replayable once re-enabled),
-    and, when caisse itself decided it, the merchant gets a notice."""
+    and, when caisse itself decided it, the merchant gets a notice. The operator sees every
+    disable as ``caisse_endpoints_disabled_total{reason=code}`` and a log line with
+    ``action=endpoint.disabled`` (``code``: ``gone``, ``failing``, ``merchant``)."""
     row.status, row.disabled_reason, row.disabled_at, row.updated_at = "disabled", reason, now, now
     session.execute(
         update(m.Delivery)
@@ -272,8 +284,16 @@ def disable(
     )
     log.warning(
         "endpoint disabled",
-        extra={"action": "endpoint.disabled", "endpoint_id": row.id, "reason": reason},
+        extra={
+            "action": "endpoint.disabled",
+            "endpoint_id": row.id,
+            "tenant_id": row.tenant_id,
+            "environment": row.environment,
+            "reason": reason,
+            "reason_code": code,
+        },
     )
+    ENDPOINTS_DISABLED.labels(code).inc()
     if notify:
         session.add(
             m.Notice(
@@ -282,7 +302,7 @@ def disable(
                 action="endpoint.disabled",
                 subject_id=row.id,
                 message=f"Partner endpoint {row.url} was disabled: {reason}.",
-                data={"endpoint_id": row.id, "url": row.url, "reason": reason},
+                data={"endpoint_id": row.id, "url": row.url, "reason": reason, "code": code},
                 created_at=now,
             )
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from caisse import ids
@@ -26,11 +26,14 @@ from caisse.tenants.services import Caller
 
 __all__ = [
     "JOB_KIND",
+    "PREVIEW_BYTES",
     "REPLAY_BATCH",
+    "AttemptInProgress",
     "delivery_view",
     "fan_out",
     "install",
     "matches",
+    "messages_query",
     "replay",
     "retry_delivery",
 ]
@@ -39,6 +42,15 @@ JOB_KIND = "deliver"
 #: The handler keeps its own schedule; this only bounds crash loops (handler exceptions).
 JOB_MAX_ATTEMPTS = 50
 REPLAY_BATCH = 1000
+#: Lists show the first bytes of each answer; one delivery's GET shows all that was kept.
+PREVIEW_BYTES = 1024
+
+
+class AttemptInProgress(Conflict):
+    """A manual retry asked while an attempt of the same delivery is running: the running
+    attempt decides what comes next, so the retry would be silently lost; say so instead."""
+
+    code = "attempt_in_progress"
 
 
 def matches(event_types: list[str] | None, message_type: str) -> bool:
@@ -136,6 +148,18 @@ def retry_delivery(
     endpoint = session.get(m.Endpoint, delivery.endpoint_id)
     if endpoint is None or endpoint.status != "enabled":
         raise Conflict("The endpoint is disabled; enable it before retrying", param="id")
+    running = session.scalar(
+        select(m.Job.id).where(
+            m.Job.kind == JOB_KIND,
+            m.Job.key == delivery.id,
+            m.Job.status == "running",
+            m.Job.locked_until > now,
+        )
+    )
+    if running is not None:
+        raise AttemptInProgress(
+            "An attempt of this delivery is in progress; retry once it has ended", param="id"
+        )
     _requeue(session, delivery, now)
     return delivery
 
@@ -145,7 +169,8 @@ def replay(
 ) -> dict[str, Any]:
     """Queue again, oldest first, the endpoint's failed deliveries since ``since`` and the
     matching messages it missed while disabled; at most ``REPLAY_BATCH`` per call
-    (``has_more`` says to call again)."""
+    (``has_more`` says to call again). Messages older than the endpoint are never sent: a
+    partner registered today does not receive last year's orders, whatever ``since`` says."""
     endpoint = get_endpoint(session, caller, endpoint_id, lock=True)
     if endpoint.status != "enabled":
         raise Conflict("The endpoint is disabled; enable it before replaying", param="id")
@@ -175,7 +200,7 @@ def replay(
             .where(
                 m.Message.tenant_id == caller.tenant_id,
                 m.Message.environment == caller.environment,
-                m.Message.created_at >= since,
+                m.Message.created_at >= max(since, endpoint.created_at),
                 ~has_delivery,
             )
             .order_by(m.Message.id)
@@ -209,8 +234,12 @@ def _ts(value: dt.datetime | None) -> int | None:
     return None if value is None else int(value.timestamp())
 
 
-def attempt_view(a: m.DeliveryAttempt) -> dict[str, Any]:
+def attempt_view(a: m.DeliveryAttempt, *, full_response: bool = False) -> dict[str, Any]:
+    """One attempt; ``response`` is the first ``PREVIEW_BYTES`` of the answer unless
+    ``full_response`` (then all that was kept, 64 KiB at most). ``response_truncated`` says
+    the partner sent more than is shown."""
     body = a.response_body or b""
+    shown = body if full_response else body[:PREVIEW_BYTES]
     return {
         "id": a.id,
         "object": "delivery_attempt",
@@ -223,8 +252,8 @@ def attempt_view(a: m.DeliveryAttempt) -> dict[str, Any]:
         "duration_ms": a.duration_ms,
         "error_kind": a.error_kind,
         "error": a.error,
-        "response": body.decode("utf-8", errors="replace") if a.response_body is not None else None,
-        "response_truncated": a.response_truncated,
+        "response": None if a.response_body is None else shown.decode("utf-8", errors="replace"),
+        "response_truncated": a.response_truncated or len(shown) < len(body),
         "retry_after": a.retry_after,
         "location": a.location,
         "webhook_id": a.webhook_id,
@@ -234,7 +263,11 @@ def attempt_view(a: m.DeliveryAttempt) -> dict[str, Any]:
     }
 
 
-def delivery_view(d: m.Delivery, attempts: list[m.DeliveryAttempt] | None = None) -> dict[str, Any]:
+def delivery_view(
+    d: m.Delivery, attempts: list[m.DeliveryAttempt] | None = None, *, full_response: bool = False
+) -> dict[str, Any]:
+    """The one JSON shape of a delivery, with its attempts when given (lists show answer
+    previews, a single delivery the full kept answer: ``full_response``)."""
     view: dict[str, Any] = {
         "id": d.id,
         "object": "delivery",
@@ -251,8 +284,37 @@ def delivery_view(d: m.Delivery, attempts: list[m.DeliveryAttempt] | None = None
         "created": _ts(d.created_at),
     }
     if attempts is not None:
-        view["attempts"] = [attempt_view(a) for a in attempts]
+        view["attempts"] = [attempt_view(a, full_response=full_response) for a in attempts]
     return view
+
+
+def messages_query(
+    caller: Caller, *, endpoint: m.Endpoint | None = None, undelivered: bool = False
+) -> Select[m.Message]:
+    """Partner messages of the caller's environment, for ``GET /v1/messages``.
+
+    ``undelivered``: never delivered — with ``endpoint``, every message meant for it (its
+    types, created since it exists) that it has not received, missed while disabled included;
+    without, every message with a delivery not (yet) delivered or with no delivery at all.
+    ``endpoint`` alone: the messages that have a delivery to it.
+    """
+    stmt = select(m.Message).where(
+        m.Message.tenant_id == caller.tenant_id, m.Message.environment == caller.environment
+    )
+    to_message = m.Delivery.message_id == m.Message.id
+    if endpoint is not None and undelivered:
+        received = exists().where(
+            to_message, m.Delivery.endpoint_id == endpoint.id, m.Delivery.status == "delivered"
+        )
+        stmt = stmt.where(m.Message.created_at >= endpoint.created_at, ~received)
+        if endpoint.event_types:
+            stmt = stmt.where(m.Message.type.in_(endpoint.event_types))
+    elif endpoint is not None:
+        stmt = stmt.where(exists().where(to_message, m.Delivery.endpoint_id == endpoint.id))
+    elif undelivered:
+        waiting = exists().where(to_message, m.Delivery.status != "delivered")
+        stmt = stmt.where(or_(waiting, ~exists().where(to_message)))
+    return stmt
 
 
 def attempts_for(session: Session, delivery_ids: list[str]) -> dict[str, list[m.DeliveryAttempt]]:

@@ -16,8 +16,10 @@ Policy (defaults; every number is a field of :class:`RetryPolicy`):
 - any other status, 3xx included, and every network error: retry on the schedule; after the
   last attempt, give up.
 
-An endpoint is disabled once it has failed without a single success for ``disable_after``
-(5 days, Svix hosted), see :func:`endpoint_should_disable`.
+An endpoint is disabled once it has failed without a single success for ``DISABLE_AFTER``
+(5 days, as Svix does) *and* at least ``DISABLE_MIN_FAILURES`` (5) attempts failed in that
+time: two lone failures five days apart (a quiet endpoint) are not "failing for 5 days"; see
+:func:`endpoint_should_disable`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from caisse.clock import check_aware
 __all__ = [
     "DEFAULT_SCHEDULE",
     "DISABLE_AFTER",
+    "DISABLE_MIN_FAILURES",
     "RetryDecision",
     "RetryPolicy",
     "endpoint_should_disable",
@@ -57,6 +60,7 @@ DEFAULT_SCHEDULE: tuple[dt.timedelta, ...] = (
     24 * _HOUR,
 )
 DISABLE_AFTER = dt.timedelta(days=5)
+DISABLE_MIN_FAILURES = 5
 
 _THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
 _THROTTLE_ERRORS = frozenset({"timeout"})
@@ -184,8 +188,15 @@ def endpoint_should_disable(
     first_failure_at: dt.datetime | None,
     now: dt.datetime,
     window: dt.timedelta = DISABLE_AFTER,
+    *,
+    failures: int | None = None,
+    min_failures: int = DISABLE_MIN_FAILURES,
 ) -> bool:
-    """True once an endpoint has failed for ``window`` straight (a success resets the clock)."""
+    """True once an endpoint has failed for ``window`` straight (a success resets the clock)
+    with at least ``min_failures`` failed attempts since; ``failures=None`` asks about the
+    window only (the caller counts attempts only once the window has passed)."""
     if first_failure_at is None:
         return False
-    return check_aware(now) - check_aware(first_failure_at) >= window
+    if check_aware(now) - check_aware(first_failure_at) < window:
+        return False
+    return failures is None or failures >= min_failures

@@ -6,6 +6,10 @@ Policy (research/outbound-webhooks.md §f; Svix ``webhook_http_client.rs``):
   plain http for live endpoints, IP literals in odd spellings (``0x7f.1``, ``2130706433``,
   ``0177.0.0.1``, ``127.1`` — resolvers read them as addresses, humans do not) and
   forbidden literal addresses;
+- at registration too, best effort, :func:`check_resolves` resolves the name once (through the
+  configured resolver) and refuses it when *every* address is forbidden: the merchant learns
+  at once that ``partner.example`` points at 10.0.0.5; a name that does not resolve yet is
+  accepted (the partner may publish it later);
 - at connect time, :class:`GuardedResolver` (aiohttp's resolver) resolves the name itself,
   checks *every* address with :func:`check_address`, and aiohttp dials only those checked IPs;
   TLS SNI and ``Host`` keep the name. A DNS answer that flips to 127.0.0.1 after registration
@@ -20,6 +24,7 @@ Refusal messages name the kind of range, never whether an internal host exists.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import re
 import socket
@@ -39,7 +44,10 @@ __all__ = [
     "Resolver",
     "check_address",
     "check_literal_host",
+    "check_resolves",
     "check_url",
+    "configure_resolver",
+    "configured_resolver",
     "default_ssl_context",
     "resolve_safe",
     "system_resolver",
@@ -294,6 +302,68 @@ async def resolve_safe(
     for address in addresses:
         check_address(address, allow_private=allow_private)
     return addresses
+
+
+_configured: Resolver | None = None
+REGISTRATION_LOOKUP_TIMEOUT = 3.0
+
+
+def configure_resolver(resolver: Resolver | None) -> None:
+    """The resolver registration checks and new delivery clients use (None: the system's);
+    tests play DNS, rebinding included, with it."""
+    global _configured
+    _configured = resolver
+
+
+def configured_resolver() -> Resolver | None:
+    return _configured
+
+
+async def _lookup(host: str, port: int) -> list[str]:
+    return await asyncio.wait_for(
+        (_configured or system_resolver)(host, port), REGISTRATION_LOOKUP_TIMEOUT
+    )
+
+
+def _lookup_blocking(host: str, port: int) -> list[str]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_lookup(host, port))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a loop
+        return pool.submit(asyncio.run, _lookup(host, port)).result()
+
+
+def check_resolves(url: str, *, allow_private: bool) -> None:
+    """Registration-time DNS check (best effort): refuse a name whose every address is
+    forbidden; accept one that does not resolve (yet). The connect-time check stays the guard.
+    Skipped with ``allow_private`` (private targets are allowed then; the never-ranges are
+    still refused at connect time)."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return  # literals were checked by check_url
+    except ValueError:
+        pass
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = _lookup_blocking(host, port)
+    except (OSError, TimeoutError):
+        return
+    problems: list[UnsafeTarget] = []
+    for address in addresses:
+        try:
+            check_address(address, allow_private=False)
+        except UnsafeTarget as exc:
+            problems.append(exc)
+    if addresses and len(problems) == len(addresses):
+        raise UnsafeTarget(
+            f"the url's host resolves only to forbidden addresses ({problems[0].message})",
+            param="url",
+        )
 
 
 class GuardedResolver(AbstractResolver):

@@ -11,8 +11,10 @@ Policy:
   written in ONE transaction, so the log and the schedule never disagree; attempts finishing
   while a transaction commits share the next one (``jobs.batching``), so a busy worker pays one
   commit per batch, not per delivery, and an idle one adds no wait;
-- at most ``ENDPOINT_CONCURRENCY`` sends per endpoint in a worker process: a job whose
-  endpoint is saturated waits ``BUSY_WAIT`` at most, then is put back ``BUSY_DELAY`` later
+- the retry policy, the total deadline and the per-endpoint cap come from
+  ``rt.delivery`` (:class:`caisse.delivery.options.DeliveryOptions`), so tests pin them;
+- at most ``endpoint_concurrency`` (4) sends per endpoint *per worker process*: a job whose
+  endpoint is saturated waits ``busy_wait`` at most, then is put back ``busy_delay`` later
   without using an attempt, so a dead partner holds a handful of slots, never the worker;
 - a run that finds its job claimed before without an outcome (the worker was killed, or the
   handler failed after sending) logs an ``interrupted`` attempt first: the partner may have
@@ -31,15 +33,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from caisse import __version__, ids
-from caisse.delivery import signing
+from caisse.delivery import safety, signing
 from caisse.delivery.endpoints import active_secrets, disable, get_endpoint
 from caisse.delivery.http import PartnerClient, SendResult, build_client, send
 from caisse.delivery.outbox import JOB_KIND
-from caisse.delivery.retry import RetryPolicy, endpoint_should_disable
+from caisse.delivery.retry import endpoint_should_disable
 from caisse.delivery.safety import Resolver
 from caisse.jobs.batching import Coalescer
 from caisse.jobs.registry import JobContext, handler, on_shutdown
@@ -49,9 +51,6 @@ from caisse.storage import models as m
 from caisse.tenants.services import Caller
 
 __all__ = [
-    "BUSY_DELAY",
-    "ENDPOINT_CONCURRENCY",
-    "POLICY",
     "USER_AGENT",
     "close_clients",
     "deliver",
@@ -66,10 +65,6 @@ R = TypeVar("R")
 M = TypeVar("M", m.Delivery, m.Endpoint)
 
 USER_AGENT = f"caisse/{__version__}"
-POLICY = RetryPolicy()
-ENDPOINT_CONCURRENCY = 4
-BUSY_WAIT = 0.5
-BUSY_DELAY = dt.timedelta(seconds=2)
 MAX_INTERRUPTED = 5
 _INTERRUPTED = "the worker stopped during this attempt; the partner may have received it"
 
@@ -91,13 +86,12 @@ class _LoopState:
 _STATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
     weakref.WeakKeyDictionary()
 )
-_resolver: Resolver | None = None
 
 
 def set_resolver(resolver: Resolver | None) -> None:
-    """Use another DNS resolver for new clients (tests play DNS rebinding with it)."""
-    global _resolver
-    _resolver = resolver
+    """Use another DNS resolver for registration checks and new clients (tests play DNS
+    rebinding with it)."""
+    safety.configure_resolver(resolver)
     _STATES.clear()
 
 
@@ -116,7 +110,7 @@ def client_for(rt: Runtime) -> PartnerClient:
     client = state.clients.get(allow)
     if client is None:
         client = state.clients[allow] = build_client(
-            allow_private=allow, resolver=_resolver, user_agent=USER_AGENT
+            allow_private=allow, resolver=safety.configured_resolver(), user_agent=USER_AGENT
         )
     return client
 
@@ -338,7 +332,7 @@ def _apply(
             )
         )
     number += 1
-    decision = POLICY.decide(
+    decision = o.ctx.rt.delivery.policy.decide(
         number,
         status_code=result.status_code,
         error_kind=result.error_kind,
@@ -363,18 +357,21 @@ def _apply(
             decision=decision.reason[:200],
         )
     )
-    disable_reason = None
+    disable_reason = disable_code = None
     if ep is not None and not result.ok:
         if decision.disable_endpoint:
-            disable_reason = "the partner answered 410 Gone"
+            disable_reason, disable_code = "the partner answered 410 Gone", "gone"
         elif ep.failing_since is None:
             ep.failing_since = now
-        elif endpoint_should_disable(ep.failing_since, now):
+        elif endpoint_should_disable(ep.failing_since, now) and endpoint_should_disable(
+            ep.failing_since, now, failures=_failures_since(s, ep.id, ep.failing_since) + 1
+        ):
             disable_reason = "failing for 5 days without a single success"
+            disable_code = "failing"
     elif ep is not None:
         ep.failing_since = None
-    if ep is not None and disable_reason and ep.status == "enabled":
-        disable(s, ep, disable_reason, now=now)
+    if ep is not None and disable_reason and disable_code and ep.status == "enabled":
+        disable(s, ep, disable_reason, now=now, code=disable_code)
     d.attempts = number
     d.last_status_code = result.status_code
     d.updated_at = now
@@ -386,6 +383,23 @@ def _apply(
         d.status, d.next_attempt_at = "failed", None
         d.last_error = _describe(result) + (f"; {disable_reason}" if disable_reason else "")
     return number, "succeeded" if result.ok else decision.reason
+
+
+def _failures_since(s: Session, endpoint_id: str, since: dt.datetime) -> int:
+    """Failed attempts logged for an endpoint since ``since`` (asked only once the 5-day
+    window has passed, so not on the hot path)."""
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(m.DeliveryAttempt)
+            .where(
+                m.DeliveryAttempt.endpoint_id == endpoint_id,
+                m.DeliveryAttempt.outcome == "failed",
+                m.DeliveryAttempt.attempted_at >= since,
+            )
+        )
+        or 0
+    )
 
 
 _ATTEMPT_DEFAULTS: dict[str, Any] = {
@@ -407,7 +421,7 @@ def _attempt_row(common: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 
 def _busy(ctx: JobContext) -> None:
-    delay = BUSY_DELAY * random.uniform(0.75, 1.5)
+    delay = ctx.rt.delivery.busy_delay * random.uniform(0.75, 1.5)
     with ctx.rt.db.write() as s:
         ctx.reschedule(s, ctx.rt.clock.now() + delay, postpone=True)
 
@@ -420,18 +434,21 @@ async def deliver(ctx: JobContext) -> None:
     if plan is None:
         return
     interrupted = min(max(ctx.job.attempts - 1, 0), MAX_INTERRUPTED)
+    options = ctx.rt.delivery
     slot = state.slots.get(plan.endpoint_id)
     if slot is None:
-        slot = state.slots[plan.endpoint_id] = asyncio.Semaphore(ENDPOINT_CONCURRENCY)
+        slot = state.slots[plan.endpoint_id] = asyncio.Semaphore(options.endpoint_concurrency)
     try:
-        await asyncio.wait_for(slot.acquire(), BUSY_WAIT)
+        await asyncio.wait_for(slot.acquire(), options.busy_wait)
     except TimeoutError:
         await asyncio.to_thread(_busy, ctx)
         return
     try:
         timestamp = int(ctx.rt.clock.now().timestamp())
         headers = _headers(plan.message_id, timestamp, plan.body, plan.secrets, plan.api_key)
-        result = await send(client_for(ctx.rt), plan.url, plan.body, headers)
+        result = await send(
+            client_for(ctx.rt), plan.url, plan.body, headers, deadline=options.deadline
+        )
     finally:
         slot.release()
     await state.coalescer(_record_many).submit(_Outcome(ctx, plan, result, timestamp, interrupted))
@@ -459,7 +476,11 @@ async def send_test(rt: Runtime, caller: Caller, endpoint_id: str) -> dict[str, 
     )
     timestamp = int(now.timestamp())
     result = await send(
-        client_for(rt), url, body, _headers(msg_id, timestamp, body, secrets, api_key)
+        client_for(rt),
+        url,
+        body,
+        _headers(msg_id, timestamp, body, secrets, api_key),
+        deadline=rt.delivery.deadline,
     )
     return {
         "object": "endpoint_test",

@@ -7,7 +7,8 @@ are never separated.
 Records (payments, refunds, disputes) keep the newest snapshot of each provider object; on a
 same-second tie the rules of ``states`` pick the later step, so the order events arrive in does
 not show. ``order.refunded`` is told only once something was paid: a refund object seen before
-the payment waits, and is told (after ``order.paid``) when the payment shows up.
+the payment waits, and is told (after ``order.paid``) when the payment shows up. It is told
+again, as a reversal, when a failed or canceled refund lowers the refunded total.
 """
 
 from __future__ import annotations
@@ -156,10 +157,11 @@ class Order:
             record.observed_at = snap.observed_at
         record.amount_received = max(record.amount_received, snap.amount_received)
         self.amount_paid = max(self.amount_paid, self._received_total())
+        others = sum(p.amount_received for p in self.payments if p is not record)
         phase = phase_for(
             snap.status,
             has_failure=snap.failure_code is not None or snap.failure_message is not None,
-            amount_received=self.amount_paid,
+            amount_covered=snap.amount + others,
             amount_due=self.amount_total,
         )
         self._move_phase(phase, snap.observed_at)
@@ -174,7 +176,9 @@ class Order:
             record.amount_received = max(record.amount_received, snap.amount_captured)
             record.method = record.method or snap.method
             self.amount_paid = max(self.amount_paid, self._received_total())
-            if self.amount_paid >= self.amount_total:
+            # A captured charge is final, even captured in part (the rest was released).
+            others = sum(p.amount_received for p in self.payments if p is not record)
+            if snap.amount + others >= self.amount_total:
                 self._move_phase(PaymentPhase.PAID, snap.observed_at)
         for refund in snap.refunds:
             self._upsert_refund(refund)
@@ -352,11 +356,17 @@ class Order:
             elif self.phase is PaymentPhase.CANCELED:
                 events.append(DomainEvent(MessageType.ORDER_CANCELED))
         refunded = self._announced_refunded()
-        if refunded > old_refunded:
+        if refunded != old_refunded:
+            # A failed or canceled refund gives money back to the merchant: partners hear the
+            # lower total too (``reversal``, a negative ``amount_refunded_now``).
             events.append(
                 DomainEvent(
                     MessageType.ORDER_REFUNDED,
-                    {"amount_refunded": refunded, "amount_refunded_now": refunded - old_refunded},
+                    {
+                        "amount_refunded": refunded,
+                        "amount_refunded_now": refunded - old_refunded,
+                        "reversal": refunded < old_refunded,
+                    },
                 )
             )
         for d in self.disputes:
@@ -404,13 +414,13 @@ def _payment_record_wins(record: PaymentRecord, snap: PaymentSnapshot) -> bool:
     current = phase_for(
         PaymentStatus(record.status),
         has_failure=record.failure_code is not None or record.failure_message is not None,
-        amount_received=record.amount_received,
+        amount_covered=record.amount,
         amount_due=record.amount,
     )
     candidate = phase_for(
         snap.status,
         has_failure=snap.failure_code is not None or snap.failure_message is not None,
-        amount_received=max(record.amount_received, snap.amount_received),
+        amount_covered=snap.amount,
         amount_due=snap.amount,
     )
     return TIE_RANK[candidate] >= TIE_RANK[current]

@@ -81,6 +81,10 @@ CLOSED_DISPUTE_STATUSES = frozenset(
     {DisputeStatus.WARNING_CLOSED, DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.PREVENTED}
 )
 
+INQUIRY_STATUSES = frozenset(
+    {DisputeStatus.WARNING_NEEDS_RESPONSE, DisputeStatus.WARNING_UNDER_REVIEW}
+)
+
 TERMINAL_PHASES = frozenset({PaymentPhase.PAID, PaymentPhase.CANCELED})
 
 TIE_RANK: dict[PaymentPhase, int] = {
@@ -105,9 +109,16 @@ FINAL_REFUND_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
 
 def phase_for(
-    status: PaymentStatus, *, has_failure: bool, amount_received: int, amount_due: int
+    status: PaymentStatus, *, has_failure: bool, amount_covered: int, amount_due: int
 ) -> PaymentPhase:
-    """The phase a payment object's status puts an order in."""
+    """The phase a payment object's status puts an order in.
+
+    ``succeeded`` is final in Stripe: after a partial manual capture the uncaptured rest is
+    released, so the order is ``paid`` (for what was received) and nothing more will come.
+    Only an intent that never asked for the whole order (``amount_covered``: what it asked for
+    plus what other payments received, below ``amount_due``, e.g. one of several instalments)
+    leaves the order ``partially_paid``, as a partially funded bank transfer does.
+    """
     if status in (PaymentStatus.REQUIRES_PAYMENT_METHOD, PaymentStatus.REQUIRES_CONFIRMATION):
         return PaymentPhase.FAILED if has_failure else PaymentPhase.OPEN
     if status is PaymentStatus.REQUIRES_ACTION:
@@ -117,7 +128,7 @@ def phase_for(
     if status is PaymentStatus.PARTIALLY_FUNDED:
         return PaymentPhase.PARTIALLY_PAID
     if status is PaymentStatus.SUCCEEDED:
-        return PaymentPhase.PAID if amount_received >= amount_due else PaymentPhase.PARTIALLY_PAID
+        return PaymentPhase.PAID if amount_covered >= amount_due else PaymentPhase.PARTIALLY_PAID
     if status is PaymentStatus.FAILED:
         return PaymentPhase.FAILED
     return PaymentPhase.CANCELED
@@ -178,3 +189,10 @@ def refund_wins(
     if candidate_at < current_at:
         return False
     return candidate in FINAL_REFUND_STATUSES or current not in FINAL_REFUND_STATUSES
+
+
+def refundable_while_disputed(open_statuses: list[str]) -> bool:
+    """Whether a disputed order may still be refunded: yes while every open dispute is an
+    inquiry (``warning_*``: no money was withdrawn, and refunding is the usual way to stop it
+    becoming a chargeback); no once one is a chargeback (Stripe refuses, the funds are gone)."""
+    return bool(open_statuses) and all(s in INQUIRY_STATUSES for s in open_statuses)

@@ -6,8 +6,9 @@ Policy:
   database does not yield live sessions, and signing out deletes the row (the cookie is dead at
   once, in every process). Sessions end after :data:`IDLE` without a request, and after
   :data:`LIFETIME` in any case.
-* Cookies are ``HttpOnly``, ``SameSite=Lax``, scoped to ``/ui``, and ``Secure`` whenever the
-  public URL is https.
+* Cookies are ``HttpOnly``, ``SameSite=Lax``, scoped to ``/ui``, and ``Secure`` unless the public
+  URL names this machine (``localhost``, ``*.localhost``, a loopback address): anywhere else the
+  extranet must be served over https, even if ``CAISSE_PUBLIC_URL`` was written with http.
 * Every form carries ``csrf_token``: the session's random token once signed in; before that
   (the login form), an HMAC of a random nonce kept in a cookie, keyed by a secret derived from
   the master key (double-submit, signed). A cross-site page can read neither.
@@ -21,8 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -77,10 +80,21 @@ def session_secret(settings: Settings) -> bytes:
     return hmac.new(master, b"caisse.extranet.session.v1", hashlib.sha256).digest()
 
 
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine, the one place plain http is acceptable."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def set_cookie(
     response: Response, settings: Settings, name: str, value: str, *, max_age: int
 ) -> None:
-    """HttpOnly, SameSite=Lax, path ``/ui``; Secure when caisse is served over https."""
+    """HttpOnly, SameSite=Lax, path ``/ui``; Secure everywhere but on localhost."""
     response.set_cookie(
         name,
         value,
@@ -88,7 +102,7 @@ def set_cookie(
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
-        secure=settings.public_url.startswith("https://"),
+        secure=settings.public_url.startswith("https://") or not is_loopback(settings.public_url),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from caisse.extranet import i18n_sections
+from caisse.extranet import i18n_sections, i18n_words
 
 LANGUAGES = ("en", "fr")
 DEFAULT = "en"
@@ -144,14 +144,6 @@ EN: dict[str, str] = {
     "events.headers": "Headers",
     "events.attempts": "Attempts",
     "events.order": "Order",
-    "users.title": "Users",
-    "users.intro": "Everyone here can see and change this merchant's settings, in test and live.",
-    "users.invite": "Invite a user",
-    "users.invite_help": "Choose a first password (at least 10 characters) and give it to them "
-    "through a channel you trust.",
-    "users.invited": "User added.",
-    "users.you": "you",
-    "users.created": "Added",
     "common.yes": "Yes",
     "common.no": "No",
     "common.none": "—",
@@ -288,15 +280,6 @@ FR: dict[str, str] = {
     "events.headers": "En-têtes",
     "events.attempts": "Tentatives",
     "events.order": "Commande",
-    "users.title": "Utilisateurs",
-    "users.intro": "Chacun ici peut voir et modifier les paramètres de ce marchand, en test "
-    "comme en production.",
-    "users.invite": "Inviter un utilisateur",
-    "users.invite_help": "Choisissez un premier mot de passe (10 caractères au moins) et "
-    "transmettez-le par un canal de confiance.",
-    "users.invited": "Utilisateur ajouté.",
-    "users.you": "vous",
-    "users.created": "Ajouté le",
     "common.yes": "Oui",
     "common.no": "Non",
     "common.none": "—",
@@ -304,6 +287,8 @@ FR: dict[str, str] = {
 
 EN.update(i18n_sections.EN)
 FR.update(i18n_sections.FR)
+EN.update(i18n_words.EN)
+FR.update(i18n_words.FR)
 CATALOGUES = {"en": EN, "fr": FR}
 
 
@@ -325,6 +310,11 @@ def negotiate(chosen: str | None, accept_language: str | None) -> str:
         if lang in LANGUAGES:
             return lang
     return DEFAULT
+
+
+def lookup(lang: str, key: str) -> str | None:
+    """``key`` in ``lang``'s own catalogue only (no English fallback), or None."""
+    return CATALOGUES.get(lang, EN).get(key)
 
 
 def translator(lang: str) -> Callable[[str], str]:

@@ -16,7 +16,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from caisse import money
-from caisse.extranet import auth, i18n
+from caisse.errors import CaisseError
+from caisse.extranet import auth, i18n, queries
 from caisse.runtime import Runtime
 from caisse.tenants.services import Caller
 
@@ -113,13 +114,33 @@ def current_page(request: Request) -> Page:
 PageDep = Annotated[Page, Depends(current_page)]
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a URL, default ports filled in, or None if it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
 def _same_origin(request: Request) -> bool:
-    """Browsers send ``Origin`` on form posts; when present it must be this host."""
+    """Browsers send ``Origin`` on form posts; when present it must be this site: either the
+    ``Host`` the request came to, or the origin of ``CAISSE_PUBLIC_URL`` (behind a reverse
+    proxy that rewrites ``Host``, only the latter matches)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    if urlsplit(origin).netloc == request.headers.get("host", ""):
+        return True
+    given = _origin(origin)
+    return given is not None and given == _origin(runtime(request).settings.public_url)
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -148,6 +169,31 @@ def safe_next(value: str | None, default: str = "/ui/") -> str:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A message for a page, and its language when that differs from the page's (the
+    template then marks it ``lang``, so screen readers pronounce it right)."""
+
+    text: str
+    lang: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def error_text(lang: str, exc: CaisseError) -> Shown:
+    """``exc`` in the page's language: the catalogue's ``err.<code>.<param>`` or
+    ``err.<code>``, else the service's (English) message, marked as English."""
+    if lang == i18n.DEFAULT or exc.message in i18n.CATALOGUES.get(lang, {}).values():
+        return Shown(exc.message)  # English, or already translated by the view
+    keys = [f"err.{exc.code}.{exc.param}"] if exc.param else []
+    for key in (*keys, f"err.{exc.code}"):
+        text = i18n.lookup(lang, key)
+        if text:
+            return Shown(text)
+    return Shown(exc.message, i18n.DEFAULT)
+
+
 def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
@@ -157,11 +203,17 @@ def render_template(
 ) -> HTMLResponse:
     lang = context.get("lang") or language(request)
     ctx = {"t": i18n.translator(lang), "lang": lang, "path": request.url.path, **context}
+    for key in ("error", "detail"):
+        if isinstance(ctx.get(key), CaisseError):
+            ctx[key] = error_text(lang, ctx[key])
     return HTMLResponse(jinja.get_template(name).render(ctx), status_code=status)
 
 
 def render(page: Page, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    with page.rt.db.read() as s:
+        notices = queries.unread_notices(s, page.caller)
     base = {
+        "notices": notices,
         "user": page.user,
         "env": page.user.environment,
         "test": page.test,

@@ -86,7 +86,7 @@ class OrderFilters:
     date_from: str = ""
     date_to: str = ""
     reference: str = ""
-    email: str = ""
+    customer: str = ""
 
     def query(self) -> dict[str, str]:
         return {
@@ -96,7 +96,7 @@ class OrderFilters:
                 ("from", self.date_from),
                 ("to", self.date_to),
                 ("reference", self.reference),
-                ("email", self.email),
+                ("customer", self.customer),
             )
             if v
         }
@@ -107,6 +107,13 @@ def _day(value: str, param: str) -> dt.datetime:
         return dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     except ValueError:
         raise InvalidRequest("A date is YYYY-MM-DD", param=param) from None
+
+
+def _contains(column: Any, text: str) -> Any:
+    """Case-insensitive "contains", the text taken literally (``%`` and ``_`` are not
+    wildcards), the same on SQLite and PostgreSQL."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 def list_orders(
@@ -120,10 +127,11 @@ def list_orders(
     if f.date_to:
         stmt = stmt.where(m.Order.created_at < _day(f.date_to, "to") + dt.timedelta(days=1))
     if f.reference:
-        stmt = stmt.where(m.Order.reference == f.reference)
-    if f.email:
+        stmt = stmt.where(_contains(m.Order.reference, f.reference))
+    if f.customer:
         stmt = stmt.where(
-            func.lower(m.Order.customer["email"].as_string()) == f.email.strip().lower()
+            _contains(m.Order.customer["email"].as_string(), f.customer)
+            | _contains(m.Order.customer["name"].as_string(), f.customer)
         )
     return page(s, stmt, m.Order.id, limit=PAGE_SIZE, starting_after=starting_after or None)
 
@@ -264,3 +272,31 @@ def has_endpoint(s: Session, caller: Caller) -> bool:
         m.Endpoint.tenant_id == caller.tenant_id, m.Endpoint.environment == caller.environment
     )
     return _count(s, stmt.limit(1)) > 0
+
+
+NOTICES_SHOWN = 5
+
+
+def unread_notices(s: Session, caller: Caller) -> list[m.Notice]:
+    """The latest notices of the environment shown that nobody dismissed yet."""
+    return list(
+        s.scalars(
+            select(m.Notice)
+            .where(
+                m.Notice.tenant_id == caller.tenant_id,
+                m.Notice.environment == caller.environment,
+                m.Notice.read_at.is_(None),
+            )
+            .order_by(m.Notice.id.desc())
+            .limit(NOTICES_SHOWN)
+        )
+    )
+
+
+def dismiss_notice(s: Session, caller: Caller, notice_id: int, now: dt.datetime) -> None:
+    """Mark one notice read (it stays listed by ``GET /v1/notices``)."""
+    row = s.get(m.Notice, notice_id)
+    if row is None or row.tenant_id != caller.tenant_id or row.environment != caller.environment:
+        raise NotFound("No such notice")
+    if row.read_at is None:
+        row.read_at = now

@@ -26,7 +26,9 @@ from caisse.extranet.views import (
     dashboard,
     deliveries,
     events,
+    invite,
     invoices,
+    notices,
     orders,
     partners,
     seller,
@@ -56,7 +58,9 @@ ROUTERS = [
     orders.router,
     events.router,
     users.router,
+    invite.router,
     invoices.router,
+    notices.router,
     partners.router,
     deliveries.router,
     xsolla.router,
@@ -70,7 +74,7 @@ orders.ORDER_SECTIONS.append(deliveries.order_section)
 
 
 def _error_page(
-    request: Request, status: int, message_key: str, detail: str | None = None
+    request: Request, status: int, message_key: str, detail: e.CaisseError | None = None
 ) -> Response:
     return render_template(
         request, "error.html", {"message_key": message_key, "detail": detail}, status=status
@@ -115,7 +119,7 @@ def build(parent: FastAPI) -> FastAPI:
         status = status_for(exc)
         if status == 404:
             return _error_page(request, 404, "error.not_found")
-        return _error_page(request, status, "error.title", exc.message)
+        return _error_page(request, status, "error.title", exc)
 
     @ui.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

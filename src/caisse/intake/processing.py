@@ -28,6 +28,7 @@ from caisse.storage import inbound
 from caisse.storage import models as m
 from caisse.storage import orders as order_store
 from caisse.storage.db import Database
+from caisse.tenants.credentials import record_account_flags
 
 log = logging.getLogger("caisse.intake")
 
@@ -85,8 +86,9 @@ def apply_event(s: Session, clock: Clock, ev: m.InboundEvent) -> None:
     ev.processed_at = now
     ev.error = None
     if interp.handling in ("account", "account_deauthorized") and interp.account is not None:
-        _apply_account(s, ev, interp, deauthorized=interp.handling == "account_deauthorized")
-        ev.status = "processed"
+        deauthorized = interp.handling == "account_deauthorized"
+        applied = _apply_account(s, ev, interp, deauthorized=deauthorized)
+        ev.status = "processed" if applied else "ignored"
         return
     if interp.handling != "order":
         ev.status = "processed"
@@ -139,51 +141,50 @@ def _resolve(s: Session, ev: m.InboundEvent, lookup: OrderLookup) -> str | None:
 
 def _apply_account(
     s: Session, ev: m.InboundEvent, interp: Interpretation, *, deauthorized: bool = False
-) -> None:
-    """Keep the connected account's flags; a deauthorization (the merchant disconnected caisse
-    in Stripe) turns charges off for good, so no order is created until they connect again."""
+) -> bool:
+    """Keep the tenant's account flags from an event about *its* account; False (nothing
+    changed, the event is ``ignored``) for news of any other account.
+
+    Whose account an event is about: a tenant with an ``acct_`` id (connected through OAuth,
+    or typed with its own keys) hears only of that account; a tenant with its own keys and no
+    id hears only of its own account, i.e. events without an ``account`` field (a Connect
+    platform's keys also receive its connected accounts' events, which name them). A
+    deauthorization (the merchant disconnected caisse in Stripe) turns charges off for good,
+    so no order is created until they connect again."""
     acct = interp.account
     assert acct is not None
-    rows = (
-        s.execute(
-            select(m.ProviderAccount).where(
-                m.ProviderAccount.tenant_id == ev.tenant_id,
-                m.ProviderAccount.environment == ev.environment,
-                m.ProviderAccount.provider == ev.provider,
-            )
+    row = s.execute(
+        select(m.ProviderAccount).where(
+            m.ProviderAccount.tenant_id == ev.tenant_id,
+            m.ProviderAccount.environment == ev.environment,
+            m.ProviderAccount.provider == ev.provider,
         )
-        .scalars()
-        .all()
-    )
-    for row in rows:
-        if row.provider_account_id and row.provider_account_id != acct.account_id:
-            continue
+    ).scalar_one_or_none()
+    if row is None:
+        return False
+    if deauthorized:
+        if not row.provider_account_id or row.provider_account_id != acct.account_id:
+            return False  # only an account actually connected here can be disconnected
         config = dict(row.config or {})
-        if deauthorized:
-            if row.provider_account_id != acct.account_id:
-                continue  # only an account actually connected here can be disconnected
-            config.update(
-                {
-                    "charges_enabled": False,
-                    "payouts_enabled": False,
-                    "connected": False,
-                    "deauthorized_at": acct.observed_at.timestamp(),
-                    "account_observed_at": acct.observed_at.timestamp(),
-                }
-            )
-            row.config = config
-            continue
-        seen = config.get("account_observed_at")
-        if config.get("deauthorized_at") is not None:
-            continue  # a disconnected account's later news does not re-enable it
-        if seen is not None and seen > acct.observed_at.timestamp():
-            continue
         config.update(
             {
-                "charges_enabled": acct.charges_enabled,
-                "payouts_enabled": acct.payouts_enabled,
-                "requirements_due": list(acct.requirements_due),
+                "charges_enabled": False,
+                "payouts_enabled": False,
+                "connected": False,
+                "deauthorized_at": acct.observed_at.timestamp(),
                 "account_observed_at": acct.observed_at.timestamp(),
             }
         )
         row.config = config
+        return True
+    if row.provider_account_id:
+        about_ours = acct.account_id == row.provider_account_id and ev.provider_account_id in (
+            None,
+            row.provider_account_id,
+        )
+    else:
+        about_ours = ev.provider_account_id is None
+    if not about_ours:
+        return False
+    record_account_flags(row, acct)
+    return True

@@ -50,6 +50,12 @@ class Party:
     vat_number: str | None = None
     registration_number: str | None = None  # SIREN (9 digits) or SIRET (14) in France
     email: str | None = None
+    # French companies (Code de commerce R123-237): legal form, share capital, RCS city+number.
+    legal_form: str | None = None
+    share_capital: str | None = None
+    rcs: str | None = None
+    # A business buyer (company name or VAT number): the B2B payment mentions apply.
+    is_business: bool = False
 
     def __post_init__(self) -> None:
         if not self.legal_name.strip():
@@ -177,6 +183,13 @@ class InvoiceDocument:
     def is_french_seller(self) -> bool:
         """French sellers must print the mentions of the Code de commerce and the CGI."""
         return self.seller.country == "FR"
+
+    @property
+    def b2b_mentions(self) -> bool:
+        """Late-payment penalties, the 40 € indemnity and the discount terms (Code de commerce
+        L441-9, L441-10, D441-5) are owed between businesses only: a French seller selling to a
+        business buyer prints them, a consumer's invoice does not."""
+        return self.is_french_seller and (self.buyer.is_business or bool(self.buyer.vat_number))
 
 
 def tax_category(rate: Decimal, exemption_reason: str | None) -> TaxCategory:

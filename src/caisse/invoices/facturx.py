@@ -208,9 +208,10 @@ def _category_of(doc: InvoiceDocument, rate: Decimal) -> str:
 
 
 def _notes(doc: InvoiceDocument) -> list[tuple[str, str]]:
-    """Free-text notes; for French sellers the legal mentions with their UNTDID 4451 subjects."""
+    """Free-text notes; between businesses, a French seller's payment mentions with their
+    UNTDID 4451 subjects."""
     notes: list[tuple[str, str]] = []
-    if doc.is_french_seller:
+    if doc.b2b_mentions:
         notes += [
             ("PMD", "Pénalités de retard : trois fois le taux d'intérêt légal."),
             ("PMT", "Indemnité forfaitaire pour frais de recouvrement de 40 €."),

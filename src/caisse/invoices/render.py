@@ -14,9 +14,10 @@ Policies this module owns:
   and the output is not PDF/A (nor Factur-X).
 * **Factur-X.** Given the CII XML, the PDF/A-3 carries it as ``factur-x.xml`` (an associated
   file, ``/AFRelationship /Data``) with the Factur-X XMP extension schema, in the same pass.
-* **French mentions.** When the seller is in France the PDF prints SIREN/SIRET, the VAT number,
-  late-payment penalties, the 40 € recovery indemnity (Code de commerce L441-10 and D441-5), the
-  early-payment discount and the payment date ("Acquittée le …").
+* **French mentions.** When the seller is in France the PDF prints SIREN/SIRET, RCS, legal
+  form and share capital, the VAT number and the payment date ("Acquittée le …"); to a business
+  buyer also the late-payment penalties, the 40 € recovery indemnity (Code de commerce L441-10
+  and D441-5) and the early-payment discount, which consumers are not owed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from caisse.errors import CaisseError
 from caisse.invoices.document import (
     InvoiceDocument,
     Language,
@@ -39,7 +41,14 @@ from caisse.invoices.document import (
 from caisse.invoices.fonts import Face, FontUse, core_face, true_type_face
 from caisse.invoices.pdf import Attachment, Document, K, Page
 
-__all__ = ["FacturXPart", "payment_method_label", "render_pdf"]
+__all__ = [
+    "FacturXPart",
+    "FontsMissing",
+    "payment_method_label",
+    "render_pdf",
+    "require_unicode_fonts",
+    "unicode_fonts_available",
+]
 
 _FONT_DIRS = (
     "/usr/share/fonts/truetype/dejavu",
@@ -94,6 +103,7 @@ _LABELS: dict[Language, dict[str, str]] = {
             "(art. D441-5 du Code de commerce)."
         ),
         "discount": "Escompte pour paiement anticipé : néant.",
+        "capital": "{form} au capital de {capital}",
     },
     "en": {
         "invoice": "INVOICE",
@@ -133,6 +143,7 @@ _LABELS: dict[Language, dict[str, str]] = {
             "Fixed compensation for recovery costs: 40 € (art. D441-5 Code de commerce)."
         ),
         "discount": "No discount for early payment.",
+        "capital": "{form} with a share capital of {capital}",
     },
 }
 
@@ -173,6 +184,26 @@ def _find_fonts() -> _Fonts | None:
         if regular.is_file() and bold.is_file():
             return _Fonts(regular, bold)
     return None
+
+
+class FontsMissing(CaisseError):
+    """Live documents need DejaVu Sans (PDF/A-3 for Factur-X); the machine has none."""
+
+    code = "fonts_missing"
+
+
+def unicode_fonts_available() -> bool:
+    """Whether DejaVu Sans regular and bold were found (PDF/A and Factur-X possible)."""
+    return _find_fonts() is not None
+
+
+def require_unicode_fonts() -> None:
+    """Refuse early (before a live number is taken) when Factur-X cannot be written."""
+    if not unicode_fonts_available():
+        raise FontsMissing(
+            "DejaVu Sans was not found in " + ", ".join(_FONT_DIRS) + ": live invoices must be "
+            "PDF/A-3 with Factur-X; install the fonts-dejavu-core package"
+        )
 
 
 def _faces() -> tuple[Face, Face]:
@@ -389,9 +420,12 @@ def render_pdf(
 ) -> bytes:
     """The invoice or credit note as PDF bytes; the same input always gives the same bytes.
 
-    With ``facturx`` (and the Unicode fonts, which make it a PDF/A-3) the XML is embedded.
+    With ``facturx`` the XML is embedded in a PDF/A-3; that needs the Unicode fonts, and
+    without them ``FontsMissing`` is raised rather than a PDF silently without Factur-X.
     """
     layout = _Layout(doc, _faces())
+    if facturx is not None and not layout.unicode:
+        raise FontsMissing("Factur-X needs DejaVu Sans (PDF/A-3); install fonts-dejavu-core")
     _draw_heading(layout, doc, logo)
     _draw_parties(layout, doc)
     _draw_lines(layout, doc)
@@ -400,7 +434,7 @@ def render_pdf(
     layout.footers()
     stamp = doc.issue_date.strftime("%Y%m%d")
     attachments = []
-    if facturx is not None and layout.unicode:
+    if facturx is not None:
         attachments.append(
             Attachment(
                 facturx.filename,
@@ -455,6 +489,12 @@ def _party_lines(party: Party, labels: dict[str, str], *, french: bool) -> list[
         if french and digits.isdigit() and len(digits) in (9, 14):
             name = "SIREN" if len(digits) == 9 else "SIRET"
         lines.append(f"{name} : {party.registration_number}")
+    if party.rcs:
+        lines.append(party.rcs)
+    if party.legal_form and party.share_capital:
+        lines.append(labels["capital"].format(form=party.legal_form, capital=party.share_capital))
+    elif party.legal_form:
+        lines.append(party.legal_form)
     if party.vat_number:
         lines.append(f"{labels['vat_number']} : {party.vat_number}")
     if party.email:
@@ -570,7 +610,7 @@ def _draw_mentions(lay: _Layout, doc: InvoiceDocument) -> None:
     mentions: list[str] = []
     if doc.vat_exemption_reason:
         mentions.append(doc.vat_exemption_reason)
-    if doc.is_french_seller:
+    if doc.b2b_mentions:
         labels = lay.labels
         mentions += [labels["penalties"], labels["indemnity"], labels["discount"]]
     for mention in mentions:

@@ -4,7 +4,10 @@ Two steps, each its own transaction, so that the number lock is never held while
 
 1. ``open_invoice`` / ``open_credit_note`` take the next number and insert the invoice row with a
    snapshot of everything it prints (seller, buyer, lines, dates), in one transaction: numbered
-   and recorded together, or neither (see ``numbering``).
+   and recorded together, or neither (see ``numbering``). What could make a live document
+   impossible to issue is settled in that transaction: the seller's legal details and the fonts
+   are checked before the number is taken, the snapshot is cleaned (``snapshot``), and the
+   Factur-X XML is built and XSD-checked before the flush, so a failure rolls the number back.
 2. ``render`` turns the snapshot into the PDF (Factur-X PDF/A-3 in live, marked TEST in test)
    outside any transaction, and ``store_pdf`` writes it only if none is stored yet (``WHERE pdf
    IS NULL``), with its SHA-256, then queues the buyer's e-mail and records ``invoice.issued``.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import weakref
 from decimal import Decimal
 from typing import Any, cast
 
@@ -25,14 +29,13 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from caisse import ids
+from caisse.clock import Clock, as_utc
+from caisse.domain.orders import COUNTED_REFUND_STATUSES
 from caisse.errors import Conflict
-from caisse.invoices import numbering
+from caisse.invoices import numbering, snapshot
 from caisse.invoices.document import InvoiceDocument, InvoiceLine, Party
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
-
-DEFAULT_COUNTRY = "FR"
-EMAIL_MAX_ATTEMPTS = 8
 
 
 class InvoiceNotReady(Conflict):
@@ -42,43 +45,6 @@ class InvoiceNotReady(Conflict):
 
 
 # -- snapshots ------------------------------------------------------------------------------
-
-
-def seller_snapshot(tenant: m.Tenant) -> dict[str, Any]:
-    """The seller as printed, from the tenant's legal details at the time of issue."""
-    legal = tenant.legal or {}
-    lines = [x for x in (legal.get("address_line1"), legal.get("address_line2")) if x]
-    return {
-        "legal_name": legal.get("legal_name") or tenant.name,
-        "address_lines": lines,
-        "postcode": legal.get("postcode") or "",
-        "city": legal.get("city") or "",
-        "country": legal.get("country") or DEFAULT_COUNTRY,
-        "vat_number": legal.get("vat_number") or None,
-        "registration_number": legal.get("registration_number") or None,
-        "email": legal.get("email") or None,
-    }
-
-
-def buyer_snapshot(order: m.Order, fallback_country: str) -> dict[str, Any]:
-    """The buyer from the order's customer (Stripe-style address keys)."""
-    customer = order.customer or {}
-    address = customer.get("address") or {}
-    lines = [str(x) for x in (address.get("line1"), address.get("line2")) if x]
-    country = str(address.get("country") or fallback_country).upper()
-    if len(country) != 2 or not country.isalpha():
-        country = fallback_country
-    email = customer.get("email")
-    return {
-        "legal_name": str(customer.get("name") or email or "Client"),
-        "address_lines": lines,
-        "postcode": str(address.get("postal_code") or ""),
-        "city": str(address.get("city") or ""),
-        "country": country,
-        "vat_number": customer.get("vat_number") or None,
-        "registration_number": None,
-        "email": str(email) if email else None,
-    }
 
 
 def _party(data: dict[str, Any]) -> Party:
@@ -91,6 +57,11 @@ def _party(data: dict[str, Any]) -> Party:
         vat_number=data.get("vat_number"),
         registration_number=data.get("registration_number"),
         email=data.get("email"),
+        legal_form=data.get("legal_form"),
+        share_capital=data.get("share_capital"),
+        rcs=data.get("rcs"),
+        # Snapshots from before the B2B distinction printed the B2B mentions for every buyer.
+        is_business=data.get("is_business", True),
     )
 
 
@@ -124,18 +95,6 @@ def document_from(row: m.Invoice) -> InvoiceDocument:
     )
 
 
-def _order_lines(order: m.Order) -> list[dict[str, Any]]:
-    return [
-        {
-            "description": li["description"],
-            "quantity": int(li["quantity"]),
-            "unit_amount": int(li["unit_amount"]),
-            "tax_rate": str(li.get("tax_rate") or "0"),
-        }
-        for li in (order.lines or {}).get("data", [])
-    ]
-
-
 def _payment_method(session: Session, order_id: str) -> str:
     methods = session.scalars(
         select(m.Payment.method).where(
@@ -159,27 +118,42 @@ def _insert(
     payment_date: dt.date,
     related: m.Invoice | None,
     now: dt.datetime,
+    clock: Clock | None,
 ) -> m.Invoice:
     legal = tenant.legal or {}
-    seller = seller_snapshot(tenant)
+    seller = snapshot.seller_snapshot(tenant)
     customer = order.customer or {}
     language = customer.get("language") or legal.get("language") or "fr"
-    snapshot: dict[str, Any] = {
+    if language not in ("fr", "en"):
+        language = "fr"
+    live = order.environment == "live"
+    if live:  # refusals come before the number is taken: no gap in the live series
+        from caisse.invoices.render import require_unicode_fonts
+
+        snapshot.check_live(seller, lines)
+        require_unicode_fonts()
+    configured = snapshot.clean_text(legal.get("vat_exemption_reason"))
+    data: dict[str, Any] = {
         "seller": seller,
-        "buyer": buyer_snapshot(order, seller["country"]),
+        "buyer": snapshot.buyer_snapshot(order, seller["country"]),
         "lines": lines,
         "payment_date": payment_date.isoformat(),
         "payment_method": _payment_method(session, order.id),
-        "order_reference": order.reference or order.id,
+        "order_reference": snapshot.clean_text(order.reference) or order.id,
         "related_invoice_number": related.number if related else None,
-        "footer": legal.get("invoice_footer") or None,
-        "vat_exemption_reason": legal.get("vat_exemption_reason") or None,
+        "footer": snapshot.clean_text(legal.get("invoice_footer"), single_line=False),
+        "vat_exemption_reason": snapshot.exemption_reason(seller, lines, configured),
         "logo": legal.get("logo") or None,  # dropped once the PDF is stored
     }
-    issue_date = now.date()
+    year = snapshot.local_date(now, seller["country"]).year
     series, value = numbering.take_next(
-        session, tenant_id=order.tenant_id, environment=order.environment, year=issue_date.year
+        session, tenant_id=order.tenant_id, environment=order.environment, year=year
     )
+    # The date is read once the sequence is locked, so number N+1 never predates number N.
+    moment = clock.now() if clock is not None else now
+    issue_date = snapshot.local_date(moment, seller["country"])
+    if issue_date.year != year:  # the year turned while waiting for the lock: start again
+        raise Conflict("The invoice year changed while numbering; retry")
     row = m.Invoice(
         id=ids.new_id("invoice"),
         tenant_id=order.tenant_id,
@@ -188,9 +162,9 @@ def _insert(
         kind=kind,
         source_key=source_key,
         series=series,
-        year=issue_date.year,
+        year=year,
         sequence=value,
-        number=numbering.format_number(series, issue_date.year, value),
+        number=numbering.format_number(series, year, value),
         status="numbered",
         issue_date=issue_date,
         currency=order.currency,
@@ -198,16 +172,22 @@ def _insert(
         amount_tax=0,
         amount_gross=0,
         language=language,
-        snapshot=snapshot,
+        snapshot=data,
         related_invoice_id=related.id if related else None,
-        facturx=order.environment == "live",
-        created_at=now,
+        facturx=live,
+        created_at=moment,
     )
     doc = document_from(row)  # validates the snapshot before anything is committed
     totals = doc.totals
     row.amount_net, row.amount_tax, row.amount_gross = totals.net, totals.tax, totals.gross
+    if live:
+        # Built and checked in the numbering transaction: an XML that cannot pass the XSD
+        # rolls the number back instead of leaving it taken by a document never issued.
+        from caisse.invoices.facturx import checked_xml
+
+        _CHECKED_XML[row] = checked_xml(doc)  # the PDF step reuses it (same snapshot)
     row.snapshot = {
-        **snapshot,
+        **data,
         "vat": [
             {
                 "rate": str(v.rate),
@@ -224,6 +204,11 @@ def _insert(
     return row
 
 
+# The XSD-checked XML of rows numbered by this process, for their PDF step (weak: a row that is
+# never rendered here, e.g. after a crash, is checked again from its snapshot).
+_CHECKED_XML: weakref.WeakKeyDictionary[m.Invoice, bytes] = weakref.WeakKeyDictionary()
+
+
 def _by_source(session: Session, order: m.Order, source_key: str) -> m.Invoice | None:
     return session.scalars(
         select(m.Invoice).where(
@@ -234,8 +219,11 @@ def _by_source(session: Session, order: m.Order, source_key: str) -> m.Invoice |
     ).one_or_none()
 
 
-def open_invoice(session: Session, order_id: str, *, now: dt.datetime) -> m.Invoice | None:
-    """The order's invoice, numbered now if it has none; None if the order was never paid."""
+def open_invoice(
+    session: Session, order_id: str, *, now: dt.datetime, clock: Clock | None = None
+) -> m.Invoice | None:
+    """The order's invoice, numbered now if it has none; None if the order was never paid.
+    With ``clock``, the issue date is read from it once the number is taken."""
     order = session.get(m.Order, order_id)
     if order is None or order.paid_at is None:
         return None
@@ -245,47 +233,77 @@ def open_invoice(session: Session, order_id: str, *, now: dt.datetime) -> m.Invo
         return existing
     tenant = session.get(m.Tenant, order.tenant_id)
     assert tenant is not None
+    country = snapshot.seller_snapshot(tenant)["country"]
     return _insert(
         session,
         order=order,
         tenant=tenant,
         kind="invoice",
         source_key=source_key,
-        lines=_order_lines(order),
-        payment_date=order.paid_at.date(),
+        lines=snapshot.order_lines(order),
+        payment_date=snapshot.local_date(order.paid_at, country),
         related=None,
         now=now,
+        clock=clock,
     )
 
 
+_UNSETTLED = COUNTED_REFUND_STATUSES - {"succeeded"}
+
+
+def unsettled_refunds(session: Session, order_id: str) -> tuple[int, dt.datetime | None]:
+    """Refunded amount still in flight (pending, requires_action) and when the oldest such
+    refund was seen: it is counted in the order's ``amount_refunded`` but may still fail."""
+    amount, oldest = session.execute(
+        select(func.coalesce(func.sum(m.Refund.amount), 0), func.min(m.Refund.observed_at)).where(
+            m.Refund.order_id == order_id, m.Refund.status.in_(_UNSETTLED)
+        )
+    ).one()
+    return int(amount), oldest
+
+
 def open_credit_note(
-    session: Session, order_id: str, amount_refunded: int, *, now: dt.datetime
+    session: Session,
+    order_id: str,
+    amount_refunded: int,
+    *,
+    now: dt.datetime,
+    clock: Clock | None = None,
 ) -> m.Invoice | None:
-    """A credit note bringing the order's credited total up to ``amount_refunded``.
+    """A credit note bringing the order's credited total up to what was refunded for good.
+
+    Only **settled** refunds are credited: the order's ``amount_refunded`` counts pending
+    refunds too (as Stripe does), and a pending refund may still fail, so the in-flight part
+    is left out until it succeeds (the job looks again, see ``refund_recheck_at``).
+    ``amount_refunded`` is the level that triggered the job; the order's current state wins.
 
     Raises ``InvoiceNotReady`` while the order's invoice is not issued; None when nothing is
-    left to credit (an older refund level arriving late, or already covered).
+    left to credit (an older refund level arriving late, already covered, or still pending).
     """
     order = session.get(m.Order, order_id)
     if order is None or order.paid_at is None:
         return None
-    source_key = f"credit_note:{order.id}:{amount_refunded}"
-    existing = _by_source(session, order, source_key)
-    if existing is not None:
-        return existing
+    pending, _ = unsettled_refunds(session, order.id)
+    settled = max(order.amount_refunded - pending, 0)
     invoice = session.scalars(
         select(m.Invoice)
         .where(m.Invoice.order_id == order.id, m.Invoice.kind == "invoice")
         .with_for_update()  # serialises the credit notes of one order
     ).one_or_none()
     if invoice is None:
+        if settled <= 0:
+            return None
         raise InvoiceNotReady(f"Order {order.id} has no invoice yet")
+    target = min(settled, invoice.amount_gross)
+    existing = _by_source(session, order, f"credit_note:{order.id}:{target}")
+    if existing is not None:
+        return existing
     credited = session.execute(
         select(func.coalesce(func.sum(m.Invoice.amount_gross), 0)).where(
             m.Invoice.order_id == order.id, m.Invoice.kind == "credit_note"
         )
     ).scalar_one()
-    amount = min(amount_refunded, invoice.amount_gross) - int(credited)
+    amount = target - int(credited)
     if amount <= 0:
         return None
     tenant = session.get(m.Tenant, order.tenant_id)
@@ -294,17 +312,39 @@ def open_credit_note(
         lines = list(invoice.snapshot["lines"])  # a full refund credits the invoice's lines
     else:
         lines = partial_lines(invoice, amount)
+    refunded_at = session.execute(
+        select(func.max(m.Refund.observed_at)).where(
+            m.Refund.order_id == order.id, m.Refund.status == "succeeded"
+        )
+    ).scalar_one()
+    country = snapshot.seller_snapshot(tenant)["country"]
     return _insert(
         session,
         order=order,
         tenant=tenant,
         kind="credit_note",
-        source_key=source_key,
+        source_key=f"credit_note:{order.id}:{target}",
         lines=lines,
-        payment_date=now.date(),
+        # The refund's own date where the provider told it; else the day it is credited.
+        payment_date=snapshot.local_date(as_utc(refunded_at) if refunded_at else now, country),
         related=invoice,
         now=now,
+        clock=clock,
     )
+
+
+REFUND_RECHECK_MIN = dt.timedelta(minutes=1)
+REFUND_RECHECK_MAX = dt.timedelta(hours=6)
+REFUND_RECHECK_GIVE_UP = dt.timedelta(days=60)
+
+
+def refund_recheck_at(oldest: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
+    """When to look again at an order with refunds in flight: half the oldest one's age,
+    between 1 minute and 6 hours; None after 60 days (the refund never settled)."""
+    age = now - as_utc(oldest) if oldest is not None else dt.timedelta(0)
+    if age > REFUND_RECHECK_GIVE_UP:
+        return None
+    return now + min(max(age / 2, REFUND_RECHECK_MIN), REFUND_RECHECK_MAX)
 
 
 _PARTIAL = {"fr": "Remboursement partiel – commande {ref}", "en": "Partial refund – order {ref}"}
@@ -340,8 +380,14 @@ def render(row: m.Invoice) -> bytes:
 
     doc = document_from(row)
     logo = row.snapshot.get("logo")
-    part = FacturXPart(checked_xml(doc), XMP) if row.facturx else None
+    part = None
+    if row.facturx:  # checked when numbered in this process; else (a retry) checked now
+        xml = _CHECKED_XML.pop(row, None)
+        part = FacturXPart(xml if xml is not None else checked_xml(doc), XMP)
     return render_pdf(doc, logo=base64.b64decode(logo) if logo else None, facturx=part)
+
+
+_FACTURX_XMP = b"<fx:DocumentFileName>factur-x.xml</fx:DocumentFileName>"
 
 
 def store_pdf(session: Session, invoice_id: str, pdf: bytes, *, now: dt.datetime) -> bool:
@@ -354,6 +400,8 @@ def store_pdf(session: Session, invoice_id: str, pdf: bytes, *, now: dt.datetime
         .where(table.c.id == invoice_id, table.c.pdf.is_(None))
         .values(
             pdf=pdf,
+            # What the stored bytes are, not what was asked for (PDF/A keeps XMP uncompressed).
+            facturx=_FACTURX_XMP in pdf,
             pdf_sha256=hashlib.sha256(pdf).hexdigest(),
             pdf_size=len(pdf),
             status="issued",
@@ -400,7 +448,6 @@ def _queue_email(session: Session, row: Any, now: dt.datetime) -> None:
         {"email_id": email.id},
         now=now,
         tenant_id=row.tenant_id,
-        max_attempts=EMAIL_MAX_ATTEMPTS,
     )
 
 

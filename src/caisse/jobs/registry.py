@@ -58,6 +58,11 @@ class JobContext:
         self.completed = True
 
 
+RENDER_KINDS = ("issue_invoice", "issue_credit_note", "send_invoice_email")
+"""The jobs that hold the CPU (PDF rendering) or wait on SMTP: the *render lane*, which may run
+in its own process (``caisse worker --render``) at a lower CPU priority than ingest, event
+processing and partner deliveries."""
+
 Handler = Callable[[JobContext], "Awaitable[None] | None"]
 _HANDLERS: dict[str, Handler] = {}
 _SHUTDOWN: list[Callable[[], Awaitable[None]]] = []
@@ -99,5 +104,6 @@ def kinds() -> tuple[str, ...]:
 def load_all() -> None:
     """Import every module that registers handlers (explicit, so nothing hides in imports)."""
     import caisse.delivery.worker
+    import caisse.extranet.invite_mail
     import caisse.invoices.jobs
     import caisse.reconcile  # noqa: F401

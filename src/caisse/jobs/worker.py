@@ -44,16 +44,20 @@ class Worker:
         batch: int = 50,
         concurrency: int = 32,
         kinds: tuple[str, ...] | None = None,
+        skip_kinds: tuple[str, ...] = (),
         events: bool = True,
     ) -> None:
         """``kinds`` limits the job kinds this worker claims and ``events=False`` leaves inbound
         provider events to other workers: e.g. one worker for ``invoice`` jobs, whose PDF
         rendering holds the CPU, beside one for events and ``deliver`` jobs, so partner
-        deliveries never queue behind rendering."""
+        deliveries never queue behind rendering. ``skip_kinds`` claims every kind but those
+        (``caisse serve --no-render`` skips :data:`~caisse.jobs.registry.RENDER_KINDS`)."""
         registry.load_all()
         self.rt = rt
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.batch = batch
+        if skip_kinds:
+            kinds = tuple(k for k in (kinds or registry.kinds()) if k not in skip_kinds)
         self.kinds = kinds
         self.events = events
         self.concurrency = concurrency

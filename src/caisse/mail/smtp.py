@@ -7,13 +7,19 @@ URL forms (user and password are percent-decoded; both are optional):
 * ``smtp+starttls://…`` or ``smtp://…?starttls=1`` — STARTTLS required (default port 587);
 * ``smtps://…`` — implicit TLS from the first byte (default port 465).
 
-``?timeout=SECONDS`` overrides the 30 s default. Failures become ``MailError``: ``permanent``
-when the server answered 5xx (or the setup cannot work, e.g. STARTTLS unsupported), so the
-caller stops retrying; 4xx answers, timeouts and network errors are transient.
+``?timeout=SECONDS`` overrides the 30 s default. TLS certificates are verified against the
+system's trust store; ``?cafile=/path/ca.pem`` trusts a private CA instead (a company relay),
+and ``?verify=false`` turns verification off — for a development relay only, never in
+production: the password and the buyers' invoices would go to whoever answers.
+
+Failures become ``MailError``: ``permanent`` when the server answered 5xx (or the setup cannot
+work, e.g. STARTTLS unsupported, an unreadable ``cafile``), so the caller stops retrying; 4xx
+answers, timeouts and network errors are transient.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
@@ -31,6 +37,7 @@ TlsMode = Literal["none", "starttls", "implicit"]
 
 _DEFAULT_PORTS: dict[TlsMode, int] = {"none": 25, "starttls": 587, "implicit": 465}
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class MailError(DeliveryError):
@@ -54,6 +61,21 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
+    cafile: str | None = None  # PEM bundle of the CAs to trust instead of the system's
+    verify: bool = True  # False: no certificate check (development relays only)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The context for STARTTLS or implicit TLS (system CAs, or ``cafile``)."""
+        try:
+            context = ssl.create_default_context(cafile=self.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise MailError(
+                f"CAISSE_SMTP_URL cafile cannot be read: {exc}", permanent=True
+            ) from exc
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def parse_smtp_url(url: str) -> SmtpConfig:
@@ -83,6 +105,9 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise InvalidRequest("CAISSE_SMTP_URL needs a host", param="CAISSE_SMTP_URL")
     if timeout <= 0:
         raise InvalidRequest("CAISSE_SMTP_URL timeout must be positive", param="CAISSE_SMTP_URL")
+    verify = query.get("verify", "true").lower()
+    if verify not in _TRUE | _FALSE:
+        raise InvalidRequest("CAISSE_SMTP_URL verify is true or false", param="CAISSE_SMTP_URL")
     return SmtpConfig(
         host=host,
         port=port or _DEFAULT_PORTS[tls],
@@ -90,6 +115,8 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         timeout=timeout,
+        cafile=query.get("cafile") or None,
+        verify=verify in _TRUE,
     )
 
 
@@ -109,6 +136,7 @@ async def send(config: SmtpConfig, message: EmailMessage) -> str:
             use_tls=config.tls == "implicit",
             # None lets aiosmtplib upgrade when offered; True requires it.
             start_tls=True if config.tls == "starttls" else None,
+            tls_context=config.tls_context(),
             timeout=config.timeout,
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import secrets as pysecrets
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from caisse.domain.events import DomainEvent
-from caisse.domain.states import OrderStatus
+from caisse.domain.states import CLOSED_DISPUTE_STATUSES, OrderStatus, refundable_while_disputed
 from caisse.errors import CaisseError, Conflict, InvalidRequest
 from caisse.orders import idempotency
 from caisse.orders.apply import apply_snapshots
@@ -29,7 +32,7 @@ from caisse.providers.stripe.mapping import (
 )
 from caisse.runtime import Runtime
 from caisse.storage import models as m
-from caisse.tenants.credentials import get_account
+from caisse.tenants.credentials import get_account, stripe_account_header
 from caisse.tenants.services import Caller
 
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
@@ -60,7 +63,7 @@ def refund(
             idempotency.release(s, caller, scope, key)
             raise Conflict("This order has no Stripe payment to refund")
         left = row.amount_paid - row.amount_refunded
-        if OrderStatus(row.status) not in _REFUNDABLE or left <= 0:
+        if not _refundable(s, row) or left <= 0:
             idempotency.release(s, caller, scope, key)
             raise Conflict(f"An order that is {row.status} cannot be refunded")
         if amount is not None and not 0 < amount <= left:
@@ -162,9 +165,23 @@ def _refusal(s: Any, row: m.Order, action: str, amount: int | None) -> CaisseErr
     return None
 
 
+def _refundable(s: Session, row: m.Order) -> bool:
+    if OrderStatus(row.status) in _REFUNDABLE:
+        return True
+    if OrderStatus(row.status) is not OrderStatus.DISPUTED:
+        return False
+    statuses = s.scalars(
+        select(m.Dispute.status).where(
+            m.Dispute.order_id == row.id,
+            m.Dispute.status.not_in([d.value for d in CLOSED_DISPUTE_STATUSES]),
+        )
+    ).all()
+    return refundable_while_disputed(list(statuses))
+
+
 def _gateway(rt: Runtime, s: Any, caller: Caller) -> StripeGateway:
     account = get_account(s, caller, "stripe")
-    return rt.stripe(rt.box.decrypt(account.secrets["secret_key"]), account.provider_account_id)
+    return rt.stripe(rt.box.decrypt(account.secrets["secret_key"]), stripe_account_header(account))
 
 
 def _finish(

@@ -3,7 +3,8 @@
 The key is claimed by inserting a row (unique per tenant, environment, route and key) before any
 work; the finished response is stored on it and replayed for the same key and the same body.
 The same key with a different body is refused (409). A claim left behind by a crash is resumed
-after ``STALE_AFTER`` by the next request with that key, so a crash never wedges a key.
+after ``STALE_AFTER`` by the next request with that key, so a crash never wedges a key; one
+whose provider call ended without a known outcome is marked ``interrupted`` and resumed at once.
 
 A stored response can hold secrets shown once (a PaymentIntent's ``client_secret``), so callers
 given the runtime's ``SecretBox`` store it sealed: the whole JSON answer encrypted under the
@@ -31,6 +32,9 @@ from caisse.tenants.services import Caller
 STALE_AFTER = dt.timedelta(seconds=30)
 MAX_KEY_LENGTH = 255
 SEALED = "sealed"
+INTERRUPTED = "interrupted"
+"""Set in a claim's progress when its work stopped on an unknown provider outcome: the next
+request with the key resumes it at once instead of waiting ``STALE_AFTER``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +123,13 @@ def claim(
         )
     if row.status_code is not None and row.response is not None:
         return Claim(key, replay=(row.status_code, _unseal(box, row.response)))
-    if row.response is not None:  # in progress, or left by a crash
-        if now - row.created_at < STALE_AFTER:
+    if row.response is not None:  # in progress, interrupted, or left by a crash
+        progress = _unseal(box, row.response)
+        if not progress.get(INTERRUPTED) and now - row.created_at < STALE_AFTER:
             raise IdempotencyConflict(
                 "A request with this Idempotency-Key is in progress", param="Idempotency-Key"
             )
-        return Claim(key, resume=_unseal(box, row.response))
+        return Claim(key, resume=progress)
     return Claim(key)
 
 

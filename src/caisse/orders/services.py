@@ -4,7 +4,9 @@ Creating an order is three steps so that no database lock is held during the Str
 (1) claim the idempotency key and store the order ``open``; (2) create the PaymentIntent with a
 Stripe idempotency key derived from the order id (a retry never makes a second intent) and the
 order and tenant ids in its metadata; (3) attach the intent to the order and store the response
-for replay. A crash between steps is resumed by the next request with the same key.
+for replay. A crash between steps is resumed by the next request with the same key; so is a
+Stripe call whose outcome is unknown (timeout, connection lost, Stripe 5xx), at once. A call Stripe
+refused had no effect there: the order is dropped and the key released.
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ from sqlalchemy.orm import Session
 from caisse import ids
 from caisse.domain.orders import LineItem, validate_lines
 from caisse.domain.states import OrderStatus, PaymentPhase
-from caisse.errors import CaisseError, InvalidRequest, NotFound
+from caisse.errors import (
+    CaisseError,
+    InvalidRequest,
+    NotFound,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from caisse.money import normalize_currency
 from caisse.orders import idempotency
 from caisse.orders.views import order_view
 from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
 from caisse.runtime import Runtime
 from caisse.storage import models as m
-from caisse.tenants.credentials import get_account
+from caisse.tenants.credentials import get_account, stripe_account_header
 from caisse.tenants.services import Caller
 
 SCOPE = "POST /v1/orders"
@@ -48,6 +56,7 @@ def create_order(
 ) -> tuple[int, dict[str, Any]]:
     currency = normalize_currency(new.currency)
     total = validate_lines(new.lines)
+    key_given = key is not None
     key = key or f"auto_{pysecrets.token_hex(16)}"
     now = rt.clock.now()
 
@@ -63,7 +72,8 @@ def create_order(
             )
         secret_key = rt.box.decrypt(account.secrets["secret_key"])
         publishable = account.config.get("publishable_key")
-        stripe_account = account.provider_account_id
+        stripe_account = stripe_account_header(account)
+        account_id = account.provider_account_id
         if claim.resume is not None:
             order_id = str(claim.resume["order_id"])
         else:
@@ -83,7 +93,7 @@ def create_order(
                     metadata_=new.metadata or {},
                     provider="stripe",
                     provider_publishable_key=publishable,
-                    provider_account_id=stripe_account,
+                    provider_account_id=account_id,
                     created_at=now,
                     updated_at=now,
                 )
@@ -113,12 +123,20 @@ def create_order(
             receipt_email=None,
             capture_method=new.capture_method,
         )
-    except CaisseError:
+    except CaisseError as exc:
+        outcome_unknown = isinstance(exc, ProviderTimeout | ProviderUnavailable)
         with rt.db.write() as s:
-            row = s.get(m.Order, order_id)
-            if row is not None and row.provider_payment_id is None:
-                s.delete(row)
-            idempotency.release(s, caller, SCOPE, key)
+            if outcome_unknown and key_given:
+                # Stripe may have made the intent before the answer was lost: keep the order
+                # and its claim, so a retry with the same Idempotency-Key resumes at once and
+                # sends the same Stripe idempotency key (one PaymentIntent, whatever happened).
+                progress = {"order_id": order_id, idempotency.INTERRUPTED: True}
+                idempotency.note_progress(s, caller, SCOPE, key, progress, box=rt.box)
+            else:
+                row = s.get(m.Order, order_id)
+                if row is not None and row.provider_payment_id is None:
+                    s.delete(row)
+                idempotency.release(s, caller, SCOPE, key)
         raise
 
     with rt.db.write() as s:

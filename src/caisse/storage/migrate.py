@@ -24,7 +24,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if not folder.exists():  # the database holds customer data: for its owner only
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
 
 

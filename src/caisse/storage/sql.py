@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
+
+from caisse.errors import Conflict
 
 
 def insert_ignore(session: Session, table: Table, *, conflict: list[str]) -> Insert:
@@ -20,3 +25,13 @@ def insert_ignore(session: Session, table: Table, *, conflict: list[str]) -> Ins
     else:
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
     return stmt  # type: ignore[no-any-return]
+
+
+@contextmanager
+def conflict_on_duplicate(message: str, *, param: str | None = None) -> Iterator[None]:
+    """Turn a unique-constraint violation (a concurrent writer won the race a prior check
+    could not see) into ``Conflict``, so no ``IntegrityError`` leaves ``storage``."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(message, param=param) from exc

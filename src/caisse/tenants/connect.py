@@ -8,6 +8,15 @@ secret key of that environment (``CAISSE_STRIPE_CONNECT_SECRET_KEY``); the conne
 is stored for the tenant, and from then on caisse calls Stripe with the platform key on behalf
 of that account and takes its events from the platform's Connect endpoint
 (``/callbacks/v1.0/stripe/connect``), routed to the tenant by their ``account``.
+
+An ``acct_`` belongs to one tenant per environment: connecting (or typing) an account another
+tenant holds is refused with ``409`` after the code exchange, and the platform's authorization
+is left as it is (it serves the tenant that holds the account). The state is not tied to a
+browser cookie: ``GET /v1/connect/stripe/authorize`` is called by the platform's server with
+the tenant's API key, not by the merchant's browser, so caisse has no browser session to bind
+to; a platform that sends its merchants there should bind the URL to its own session (see
+docs/stripe.md). The account is read right after the exchange (``GET /v1/account`` on its
+behalf) so its charges, payouts and requirements are known at once.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import secrets as pysecrets
 from typing import Any
 
@@ -25,12 +35,20 @@ from sqlalchemy.orm import Session
 
 from caisse import ids
 from caisse.config import Settings
-from caisse.errors import InvalidRequest, PermissionDenied
+from caisse.errors import CaisseError, InvalidRequest, PermissionDenied
 from caisse.providers.stripe.client import StripeGateway
+from caisse.providers.stripe.mapping import account_snapshot
 from caisse.runtime import Runtime
 from caisse.storage import models as m
-from caisse.storage.sql import insert_ignore
+from caisse.storage.sql import conflict_on_duplicate, insert_ignore
+from caisse.tenants.credentials import (
+    ACCOUNT_TAKEN,
+    record_account_flags,
+    refuse_foreign_account,
+)
 from caisse.tenants.services import Caller
+
+log = logging.getLogger("caisse.connect")
 
 STATE_TTL = dt.timedelta(minutes=15)
 CALLBACK_PATH = "/v1/connect/stripe/callback"
@@ -101,13 +119,55 @@ def complete(rt: Runtime, *, code: str, state: str) -> dict[str, Any]:
         row = store_connection(
             s, rt, tenant_id, environment, account_id, token.get("stripe_publishable_key")
         )
-        return {
-            "object": "connect.account",
-            "tenant": tenant_id,
-            "livemode": environment == "live",
-            "account_id": row.provider_account_id,
-            "connected": True,
-        }
+        stored_id = row.provider_account_id
+    flags = _read_account(rt, tenant_id, environment, account_id)
+    return {
+        "object": "connect.account",
+        "tenant": tenant_id,
+        "livemode": environment == "live",
+        "account_id": stored_id,
+        "connected": True,
+        **flags,
+    }
+
+
+def _read_account(rt: Runtime, tenant_id: str, environment: str, account_id: str) -> dict[str, Any]:
+    """Read the new account's capabilities at once (charges, payouts, requirements due)
+    rather than leave them unknown until its first ``account.updated``. A failed read only
+    leaves them unknown: the connection itself is made."""
+    gateway = StripeGateway(
+        platform_key(rt.settings, environment),
+        api_base=rt.settings.stripe_api_base,
+        account=account_id,
+    )
+    try:
+        acct = account_snapshot(gateway.retrieve_account(), rt.clock.now())
+    except CaisseError as exc:
+        log.warning(
+            "connected account not read",
+            extra={
+                "action": "connect.account_unread",
+                "tenant_id": tenant_id,
+                "error": exc.message,
+            },
+        )
+        return {"charges_enabled": None, "payouts_enabled": None, "requirements_due": None}
+    with rt.db.write() as s:
+        row = s.execute(
+            select(m.ProviderAccount).where(
+                m.ProviderAccount.tenant_id == tenant_id,
+                m.ProviderAccount.environment == environment,
+                m.ProviderAccount.provider == "stripe",
+                m.ProviderAccount.provider_account_id == acct.account_id,
+            )
+        ).scalar_one_or_none()
+        if row is not None:
+            record_account_flags(row, acct)
+    return {
+        "charges_enabled": acct.charges_enabled,
+        "payouts_enabled": acct.payouts_enabled,
+        "requirements_due": list(acct.requirements_due),
+    }
 
 
 def store_connection(
@@ -119,6 +179,7 @@ def store_connection(
     publishable_key: Any,
 ) -> m.ProviderAccount:
     now = rt.clock.now()
+    refuse_foreign_account(s, tenant_id, environment, account_id)
     row = s.execute(
         select(m.ProviderAccount).where(
             m.ProviderAccount.tenant_id == tenant_id,
@@ -157,23 +218,21 @@ def store_connection(
     }
     row.provider_account_id = account_id
     row.updated_at = now
-    s.flush()
+    with conflict_on_duplicate(ACCOUNT_TAKEN, param="account_id"):
+        s.flush()
     return row
 
 
 def connected_tenant(s: Session, account_id: str, environment: str) -> str | None:
-    """The tenant an ``acct_`` is connected to in ``environment`` (routing Connect events)."""
-    return (
-        s.execute(
-            select(m.ProviderAccount.tenant_id).where(
-                m.ProviderAccount.provider == "stripe",
-                m.ProviderAccount.provider_account_id == account_id,
-                m.ProviderAccount.environment == environment,
-            )
+    """The tenant an ``acct_`` is connected to in ``environment`` (routing Connect events);
+    at most one, by the unique index on (environment, account) of Stripe rows."""
+    return s.execute(
+        select(m.ProviderAccount.tenant_id).where(
+            m.ProviderAccount.provider == "stripe",
+            m.ProviderAccount.provider_account_id == account_id,
+            m.ProviderAccount.environment == environment,
         )
-        .scalars()
-        .first()
-    )
+    ).scalar_one_or_none()
 
 
 # -- the signed state ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ does; several webhook signing secrets may be active at once so a merchant can ro
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -19,10 +20,12 @@ from sqlalchemy.orm import Session
 from caisse import ids
 from caisse.clock import Clock
 from caisse.crypto import SecretBox, mask
-from caisse.errors import InvalidRequest, NotFound
+from caisse.errors import Conflict, InvalidRequest, NotFound
+from caisse.providers.base import AccountSnapshot
 from caisse.providers.stripe.catalog import SUBSCRIBED_EVENT_TYPES
 from caisse.storage import models as m
 from caisse.storage.db import Database
+from caisse.storage.sql import conflict_on_duplicate
 from caisse.tenants.services import Caller
 
 MAX_WEBHOOK_SECRETS = 5
@@ -92,6 +95,8 @@ def put_stripe(
     session: Session, box: SecretBox, clock: Clock, caller: Caller, body: dict[str, Any]
 ) -> m.ProviderAccount:
     data = validate_stripe(caller, body)
+    if data["account_id"]:
+        refuse_foreign_account(session, caller.tenant_id, caller.environment, data["account_id"])
     row = _account(session, caller, "stripe")
     now = clock.now()
     if row is None:
@@ -104,6 +109,13 @@ def put_stripe(
         )
         session.add(row)
     config = dict(row.config or {})
+    # The merchant's own keys end an OAuth connection (the platform key is replaced), and
+    # another account's flags say nothing about this one.
+    stale = list(OAUTH_FIELDS)
+    if config.get("account_id") != data["account_id"]:
+        stale += ACCOUNT_FLAGS
+    for name in stale:
+        config.pop(name, None)
     config.update({"publishable_key": data["publishable_key"], "account_id": data["account_id"]})
     row.config = config
     row.secrets = {
@@ -112,8 +124,64 @@ def put_stripe(
     }
     row.provider_account_id = data["account_id"]
     row.updated_at = now
-    session.flush()
+    with conflict_on_duplicate(ACCOUNT_TAKEN, param="account_id"):
+        session.flush()
     return row
+
+
+OAUTH_FIELDS = ("connected", "connected_via", "connected_at", "deauthorized_at")
+ACCOUNT_FLAGS = ("charges_enabled", "payouts_enabled", "requirements_due", "account_observed_at")
+ACCOUNT_TAKEN = "This Stripe account is already connected to another tenant"
+
+
+def refuse_foreign_account(
+    session: Session, tenant_id: str, environment: str, account_id: str
+) -> None:
+    """``Conflict`` when another tenant holds ``account_id`` in ``environment``: its events
+    and payments would otherwise reach that tenant (the unique index backs this check)."""
+    owner = session.execute(
+        select(m.ProviderAccount.tenant_id).where(
+            m.ProviderAccount.provider == "stripe",
+            m.ProviderAccount.environment == environment,
+            m.ProviderAccount.provider_account_id == account_id,
+        )
+    ).scalar_one_or_none()
+    if owner is not None and owner != tenant_id:
+        raise Conflict(ACCOUNT_TAKEN, param="account_id")
+
+
+def connected_by_oauth(row: m.ProviderAccount) -> bool:
+    """Whether caisse calls Stripe with the platform's key on behalf of this account."""
+    config = row.config or {}
+    return config.get("connected_via") == "oauth" and bool(row.provider_account_id)
+
+
+def record_account_flags(row: m.ProviderAccount, acct: AccountSnapshot) -> bool:
+    """Keep what Stripe said of the account (charges, payouts, requirements due), newest
+    first; a disconnected account's later news does not re-enable it. True if kept."""
+    config = dict(row.config or {})
+    seen = config.get("account_observed_at")
+    if config.get("deauthorized_at") is not None:
+        return False
+    if seen is not None and seen > acct.observed_at.timestamp():
+        return False
+    config.update(
+        {
+            "charges_enabled": acct.charges_enabled,
+            "payouts_enabled": acct.payouts_enabled,
+            "requirements_due": list(acct.requirements_due),
+            "account_observed_at": acct.observed_at.timestamp(),
+        }
+    )
+    row.config = config
+    return True
+
+
+def stripe_account_header(row: m.ProviderAccount) -> str | None:
+    """The ``Stripe-Account`` to send: only for an account connected through OAuth. With the
+    merchant's own keys the key already is the account, and Stripe refuses the header from
+    an account that is not a Connect platform."""
+    return row.provider_account_id if connected_by_oauth(row) else None
 
 
 def _account(session: Session, caller: Caller, provider: str) -> m.ProviderAccount | None:
@@ -133,6 +201,11 @@ def get_account(session: Session, caller: Caller, provider: str) -> m.ProviderAc
     return row
 
 
+def _due(value: Any) -> list[str] | None:
+    """Requirements Stripe says are due; ``None`` until an account read or event told."""
+    return [str(x) for x in value] if isinstance(value, list) else None
+
+
 def webhook_url(public_url: str, provider: str, tenant_id: str) -> str:
     return f"{public_url}/callbacks/v1.0/{provider}/{tenant_id}"
 
@@ -148,8 +221,10 @@ def stripe_view(row: m.ProviderAccount, box: SecretBox, public_url: str) -> dict
         "secret_key": mask(box.decrypt(secrets["secret_key"])),
         "webhook_secrets": [mask(box.decrypt(s)) for s in secrets.get("webhook_secrets", [])],
         "account_id": config.get("account_id"),
+        "connected_via": config.get("connected_via"),
         "charges_enabled": config.get("charges_enabled"),
         "payouts_enabled": config.get("payouts_enabled"),
+        "requirements_due": _due(config.get("requirements_due")),
         "webhook_url": webhook_url(public_url, "stripe", row.tenant_id),
         "enabled_events": list(SUBSCRIBED_EVENT_TYPES),
         "updated": int(row.updated_at.timestamp()),
@@ -243,7 +318,10 @@ def put_xsolla(
     session: Session, box: SecretBox, clock: Clock, caller: Caller, body: dict[str, Any]
 ) -> m.ProviderAccount:
     """Set the Xsolla project of the key's environment: ``test`` is Xsolla's sandbox."""
+    from caisse.xsolla.policy import check_firebase_project
+
     data = validate_xsolla(body)
+    check_firebase_project(data["firebase_project_id"], caller.environment)
     row = _account(session, caller, "xsolla")
     now = clock.now()
     if row is None:
@@ -369,6 +447,15 @@ class StripeSecretCache:
                 self._entries.clear()
             self._entries[tenant_id] = (now, value)
         return value
+
+    async def aget(self, tenant_id: str, *, refresh: bool = False) -> StripeSecrets:
+        """:meth:`get` for the event loop: a fresh entry is a dictionary lookup, a miss reads
+        the database in a thread, so an unknown tenant id or a slow database never stalls
+        every other request (``/healthz`` included) behind it."""
+        entry = self._entries.get(tenant_id)
+        if entry is not None and not refresh and time.monotonic() - entry[0] < self._ttl:
+            return entry[1]
+        return await asyncio.to_thread(self.get, tenant_id, refresh=refresh)
 
     def invalidate(self, tenant_id: str) -> None:
         self._entries.pop(tenant_id, None)

@@ -7,6 +7,7 @@ stored as SHA-256 hashes. The key's prefix selects the environment, as Stripe's 
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from caisse import ids
 from caisse.clock import Clock
 from caisse.crypto import hash_api_key, mask, new_api_key
 from caisse.errors import AuthenticationError, InvalidRequest, NotFound
+from caisse.invoices.snapshot import clean_text
 from caisse.storage import models as m
 
 ENVIRONMENTS = ("test", "live")
@@ -34,8 +36,13 @@ LEGAL_FIELDS = (
     "invoice_footer",
     "language",
     "vat_exemption_reason",
+    "legal_form",  # "SAS", "SARL", "EI"… (French companies print it with the share capital)
+    "share_capital",  # "10 000 €", printed as "SAS au capital de 10 000 €"
+    "rcs",  # "RCS Nantes 123 456 789": city of the trade register and SIREN
     "logo",  # base64 PNG or JPEG, printed on invoices
 )
+_MULTILINE = ("invoice_footer", "vat_exemption_reason")
+_RCS = re.compile(r"^(?:R\.?C\.?S\.?\s+)?(?P<city>[^\d]*[^\d\s])\s+(?P<siren>(?:\d\s*){9})$", re.I)
 LOGO_MAX_BYTES = 256 * 1024
 _LOGO_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
@@ -83,7 +90,8 @@ def clean_legal(legal: dict[str, Any] | None) -> dict[str, Any]:
             continue
         if isinstance(value, str) and len(value) > 500:
             raise InvalidRequest("Legal field too long", param=f"legal.{key}")
-        out[key] = value.strip() if isinstance(value, str) else value
+        # Control characters cannot be printed nor carried by Factur-X XML: dropped here.
+        out[key] = clean_text(value, single_line=key not in _MULTILINE) if value else value
     if out.get("country"):
         country = str(out["country"]).upper()
         if len(country) != 2 or not country.isalpha():
@@ -91,7 +99,36 @@ def clean_legal(legal: dict[str, Any] | None) -> dict[str, Any]:
         out["country"] = country
     if out.get("language") and out["language"] not in ("fr", "en"):
         raise InvalidRequest("language is 'fr' or 'en'", param="legal.language")
+    if out.get("rcs"):
+        match = _RCS.match(out["rcs"])
+        if match is None:
+            raise InvalidRequest(
+                "rcs is the trade register's city and the SIREN, e.g. 'RCS Nantes 123 456 789'",
+                param="legal.rcs",
+            )
+        siren = re.sub(r"\s", "", match["siren"])
+        out["rcs"] = f"RCS {match['city']} {siren[:3]} {siren[3:6]} {siren[6:]}"
+    if out.get("share_capital") and not any(ch.isdigit() for ch in out["share_capital"]):
+        raise InvalidRequest(
+            "share_capital is an amount, e.g. '10 000 €'", param="legal.share_capital"
+        )
     return out
+
+
+def check_legal(legal: dict[str, Any]) -> None:
+    """Checks across fields, on the details as they will be stored: a French seller's SIREN
+    (9 digits) or SIRET (14), and the same SIREN in ``rcs``."""
+    if (legal.get("country") or "FR") != "FR":
+        return
+    digits = re.sub(r"\s", "", legal.get("registration_number") or "")
+    if digits and (not digits.isdigit() or len(digits) not in (9, 14)):
+        raise InvalidRequest(
+            "A French registration_number is a SIREN (9 digits) or a SIRET (14 digits)",
+            param="legal.registration_number",
+        )
+    rcs = re.sub(r"\D", "", legal.get("rcs") or "")
+    if digits and rcs and rcs != digits[:9]:
+        raise InvalidRequest("rcs and registration_number name different SIRENs", param="legal.rcs")
 
 
 def create_tenant(
@@ -101,7 +138,9 @@ def create_tenant(
     if not name or len(name) > 200:
         raise InvalidRequest("A tenant needs a name of 1 to 200 characters", param="name")
     now = clock.now()
-    tenant = m.Tenant(id=ids.new_id("tenant"), name=name, legal=clean_legal(legal), created_at=now)
+    cleaned = clean_legal(legal)
+    check_legal(cleaned)
+    tenant = m.Tenant(id=ids.new_id("tenant"), name=name, legal=cleaned, created_at=now)
     session.add(tenant)
     session.flush()
     keys: dict[str, str] = {}
@@ -153,7 +192,9 @@ def update_tenant(
         tenant.name = name
     if legal is not None:
         merged = {**(tenant.legal or {}), **clean_legal(legal)}
-        tenant.legal = {k: v for k, v in merged.items() if v not in (None, "")}
+        merged = {k: v for k, v in merged.items() if v not in (None, "")}
+        check_legal(merged)
+        tenant.legal = merged
     session.flush()
     return tenant
 

@@ -17,6 +17,7 @@ from caisse.config import Settings
 from caisse.extranet.routes import build as build_extranet
 from caisse.intake.stripe import ConnectRouting, StripeIngest
 from caisse.intake.writer import IngestWriter
+from caisse.jobs import registry
 from caisse.jobs.worker import Worker
 from caisse.metrics import Metrics
 from caisse.runtime import Runtime
@@ -60,7 +61,8 @@ def create_app(
         stop = asyncio.Event()
         task = None
         if worker_on:
-            task = asyncio.create_task(Worker(rt).run(stop))
+            skip = () if rt.settings.in_process_render else registry.RENDER_KINDS
+            task = asyncio.create_task(Worker(rt, skip_kinds=skip).run(stop))
         try:
             yield
         finally:
@@ -110,6 +112,7 @@ def create_app(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
             schema["paths"]["/callbacks/v1.0/stripe/{tenant_id}"] = _STRIPE_CALLBACK_DOC
+            schema["paths"]["/callbacks/v1.0/xsolla/{tenant_id}"] = xsolla_routes.CALLBACK_DOC
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from caisse import errors as e
+from caisse.auth.firebase import KeysUnavailable
+from caisse.providers.xsolla.client import XsollaThrottled
 
 log = logging.getLogger("caisse.web")
 
@@ -26,6 +28,9 @@ STATUS: list[tuple[type[e.CaisseError], int]] = [
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.SignatureInvalid, 400),
+    # Transient: the caller may retry after Retry-After (Google's certificates, Xsolla's 429).
+    (KeysUnavailable, 503),
+    (XsollaThrottled, 503),
     (e.ProviderRejected, 402),
     (e.ProviderTimeout, 504),
     (e.ProviderUnavailable, 502),
@@ -52,7 +57,8 @@ def error_body(code: str, message: str, param: str | None = None) -> dict[str, A
 
 def error_response(exc: e.CaisseError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after or 5)} if status == 503 else None
     if isinstance(exc, e.AuthenticationError):
         headers = {"WWW-Authenticate": 'Bearer realm="caisse"'}
     return JSONResponse(

@@ -5,10 +5,43 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 
-class Strict(BaseModel):
+def _nul_at(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides in a JSON value (keys included), or None."""
+    if isinstance(value, str):
+        return path or "body" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            found = _nul_at(item, where)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class Body(BaseModel):
+    """Every request body: no NUL character anywhere. PostgreSQL's text and jsonb cannot store
+    one, so it would fail at write time; refused here it is a plain 400 on both engines."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = _nul_at(data)
+        if where:
+            raise ValueError(f"{where} contains a NUL character (\\u0000)")
+        return data
+
+
+class Strict(Body):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -24,7 +57,7 @@ class StripeCredentialsIn(Strict):
     account_id: str | None = Field(default=None, max_length=64)
 
 
-class CustomerIn(BaseModel):
+class CustomerIn(Body):
     model_config = ConfigDict(extra="allow")
     email: EmailStr | None = None
     name: str | None = Field(default=None, max_length=200)
@@ -93,7 +126,7 @@ class CatalogItemIn(Strict):
     status: Literal["available", "unavailable"] = "available"
 
 
-class PaymentTokenIn(BaseModel):
+class PaymentTokenIn(Body):
     """Extra fields (a ``uid`` or ``email`` sent by an old client) are ignored, never used."""
 
     model_config = ConfigDict(extra="ignore")

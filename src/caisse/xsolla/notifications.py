@@ -8,7 +8,8 @@ Policy (research/xsolla-firebase.md §1):
 2. The environment is the notification's own marker: ``dry_run = 1`` or ``order.mode =
    sandbox`` is ``test`` (Xsolla's sandbox), anything else ``live``. The signature must verify
    with *that* environment's secret, and the order must belong to that environment: live refuses
-   sandbox notifications and test refuses real ones (400 ``INVALID_PARAMETER``), with no effect.
+   sandbox notifications and test refuses real ones (400 ``INVALID_PARAMETER``), with no effect
+   but a stored ``refused`` event (in the environment whose secret signed it), for the audit.
 3. Everything that has an effect happens in ONE transaction: the raw notification is stored as
    an ``InboundEvent`` (unique per tenant on ``<type>:<order or transaction id>``), the checks run,
    the order is moved through ``apply_snapshots`` (so timeline and partner messages are the
@@ -110,18 +111,43 @@ def handle(
     if isinstance(message, wh.UserValidation):
         return _user_validation(rt, message, {e: accounts[e] for e in signed_for})
     env = _environment(message, signed_for)
+    kept = {k.lower(): v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
+    now = rt.clock.now()
     if env not in signed_for:
+        (signer,) = signed_for  # the one environment that is not the message's
         log.warning(
             "xsolla notification for the other environment refused",
-            extra={"action": "xsolla.webhook.wrong_environment", "tenant_id": tenant_id},
+            extra={
+                "action": "xsolla.webhook.wrong_environment",
+                "tenant_id": tenant_id,
+                "environment": signer,
+                "type": _type(message),
+            },
         )
-        return Verdict(
+        verdict = Verdict(
             wh.INVALID_PARAMETER,
             "Sandbox notifications are refused in live, and real ones in test",
         )
+        with rt.db.write() as s:
+            event = record_event(
+                s,
+                tenant_id=tenant_id,
+                environment=signer,
+                key=_refused_key(message, raw),
+                type=_type(message),
+                project_id=accounts[signer].project_id,
+                created_at=_when(message),
+                body=raw,
+                headers=kept,
+                remote_addr=remote_addr,
+                now=now,
+            )
+            if event is not None:  # None: these very bytes were refused before
+                event.status = "refused"
+                event.error = f"{verdict.code}: {verdict.message}"
+                event.processed_at = now
+        return verdict
     account = accounts[env]
-    kept = {k.lower(): v for k, v in (headers or {}).items() if k.lower() in KEPT_HEADERS}
-    now = rt.clock.now()
     with rt.db.write() as s:
         event = record_event(
             s,
@@ -146,9 +172,7 @@ def handle(
             # A refusal has no effect and must not claim the order's key (a later, correct
             # notification still counts): it is kept under a key of its own exact bytes.
             verdict = refusal.verdict
-            refused_key = (
-                f"{_event_key(message, raw)}#refused:{hashlib.sha256(raw).hexdigest()[:24]}"
-            )
+            refused_key = _refused_key(message, raw)
             if _exists(s, tenant_id, refused_key):
                 s.delete(event)
                 return verdict
@@ -256,6 +280,11 @@ def _event_key(message: wh.XsollaNotification, raw: bytes) -> str:
     raise AssertionError("user_validation is never stored")
 
 
+def _refused_key(message: wh.XsollaNotification, raw: bytes) -> str:
+    """A refusal's own key: its exact bytes, so it never blocks a later correct notification."""
+    return f"{_event_key(message, raw)}#refused:{hashlib.sha256(raw).hexdigest()[:24]}"
+
+
 def _type(message: wh.XsollaNotification) -> str:
     if isinstance(message, wh.Unknown):
         return message.type[:100]
@@ -329,6 +358,9 @@ def _dispatch(
     now: dt.datetime,
 ) -> str:
     """Apply one stored notification; returns the event's final status or raises _Refuse."""
+    project = getattr(message, "project_id", None)  # billing/settings.project_id, when sent
+    if project is not None and str(project) != account.project_id:
+        raise _Refuse(wh.INVALID_PARAMETER, "The notification is for another Xsolla project")
     if isinstance(message, wh.OrderPaid):
         return _order_paid(s, account, event, message, now)
     if isinstance(message, wh.OrderCanceled):
@@ -359,6 +391,15 @@ def _dispatch(
                 raise _Refuse(wh.INVALID_USER, "The payment is not from this order's player")
             event.order_id = xo.order_id
         return "processed"
+    log.info(
+        "xsolla notification of an unhandled type acknowledged",
+        extra={
+            "action": "xsolla.webhook.unhandled_type",
+            "tenant_id": account.tenant_id,
+            "type": _type(message),
+            "event_id": event.id,
+        },
+    )
     return "ignored"
 
 

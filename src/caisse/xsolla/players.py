@@ -13,21 +13,29 @@ Rules (research/xsolla-firebase.md §5, the sample function's weaknesses turned 
   order is removed and the idempotency key released, so the player can simply retry.
 - ``Idempotency-Key`` is scoped to the player: the same key and body replays the first answer
   (one Xsolla call); the same key with another body is a 409.
+- **One Xsolla call per key.** A claim in progress answers 409 for ``STALE_AFTER`` (30 s); after
+  that a retry may resume it. So the Xsolla call must be over before the claim can go stale: it
+  runs under a total deadline of the client's 10 s, cut further to what is left of
+  ``STALE_AFTER - CLAIM_MARGIN`` since the claim was taken. A resume renews the claim in the
+  same locked transaction, so two retries cannot both resume it.
+- The bearer token is checked (signature, times, issuer) before the tenant is looked up: an
+  anonymous caller gets 401 and learns nothing about which tenants or environments exist.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets as pysecrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from caisse import ids
-from caisse.auth.firebase import FirebaseVerifier
+from caisse.auth.firebase import FirebaseIdentity, FirebaseVerifier
 from caisse.catalog.services import check_sku, find_item
 from caisse.domain.states import OrderStatus, PaymentPhase
 from caisse.errors import (
@@ -36,10 +44,16 @@ from caisse.errors import (
     NotFound,
     ProviderError,
     ProviderRejected,
+    ProviderTimeout,
 )
 from caisse.money import to_decimal
 from caisse.orders import idempotency
-from caisse.providers.xsolla.client import XsollaClient, XsollaRejected, paystation_url
+from caisse.providers.xsolla.client import (
+    XsollaClient,
+    XsollaRejected,
+    XsollaThrottled,
+    paystation_url,
+)
 from caisse.runtime import Runtime
 from caisse.storage import models as m
 from caisse.storage.sql import insert_ignore
@@ -47,6 +61,10 @@ from caisse.tenants.credentials import XsollaAccount, xsolla_accounts
 from caisse.tenants.services import Caller
 from caisse.xsolla import entitlements
 from caisse.xsolla.policy import ENVIRONMENTS, MAX_QUANTITY, player_status, return_url_allowed
+
+# Time kept between the end of the Xsolla call and the moment the claim may be resumed, for the
+# database writes that follow the call.
+CLAIM_MARGIN: Final = dt.timedelta(seconds=5)
 
 
 class UpstreamAuth(ProviderError):
@@ -91,11 +109,17 @@ def bearer(authorization: str | None) -> str:
     return value.strip()
 
 
-async def authenticate(
-    verifier: FirebaseVerifier, authorization: str | None, account: XsollaAccount
-) -> Player:
-    """The verified player; AuthenticationError (401) or KeysUnavailable (503)."""
-    identity = await verifier.verify(bearer(authorization), account.firebase_project_id)
+async def identify(
+    verifier: FirebaseVerifier, authorization: str | None, environment: str
+) -> FirebaseIdentity:
+    """The bearer token checked for any project (step one, before the tenant is looked up);
+    AuthenticationError (401) or KeysUnavailable (503)."""
+    return await verifier.verify(bearer(authorization), None, environment=environment)
+
+
+def bind(identity: FirebaseIdentity, account: XsollaAccount) -> Player:
+    """Step two: the token must be for the account's Firebase project (else 401)."""
+    identity.require_project(account.firebase_project_id)
     return Player(identity.uid, identity.email if identity.email_verified else None)
 
 
@@ -124,6 +148,7 @@ class _Prepared:
     currency: str = ""
     replay: tuple[int, dict[str, Any]] | None = None
     has_token: bool = False
+    claimed_at: dt.datetime | None = None  # when this request took (or renewed) the claim
 
 
 def _scope(uid: str) -> str:
@@ -160,6 +185,7 @@ async def create_payment_token(
         return prepared.replay
     if not prepared.has_token:
         try:
+            budget = _call_budget(rt, prepared.claimed_at)
             result = await client.create_payment_token(
                 account.project_id,
                 account.api_key,
@@ -172,7 +198,11 @@ async def create_payment_token(
                 return_url=req.return_url,
                 currency=prepared.currency.upper(),
                 user_ip=user_ip,
+                deadline=budget,
             )
+        except XsollaThrottled:
+            await anyio.to_thread.run_sync(_abandon, rt, prepared.order_id, caller, scope, key)
+            raise  # 503 with Retry-After: transient, the player retries
         except XsollaRejected as exc:
             await anyio.to_thread.run_sync(_abandon, rt, prepared.order_id, caller, scope, key)
             if exc.status_code in (401, 403):
@@ -188,6 +218,31 @@ async def create_payment_token(
             _attach, rt, prepared.order_id, result.token, result.xsolla_order_id
         )
     return await anyio.to_thread.run_sync(_finish, rt, prepared.order_id, caller, scope, key)
+
+
+def _call_budget(rt: Runtime, claimed_at: dt.datetime | None) -> float:
+    """Seconds the Xsolla call may take so that it is over before the claim can be resumed."""
+    if claimed_at is None:
+        raise ProviderTimeout("The payment token request started too long ago")
+    left = idempotency.STALE_AFTER - CLAIM_MARGIN - (rt.clock.now() - claimed_at)
+    if left <= dt.timedelta(0):
+        raise ProviderTimeout("The payment token request started too long ago")
+    return left.total_seconds()
+
+
+def _renew_claim(s: Session, caller: Caller, scope: str, key: str, now: dt.datetime) -> None:
+    """Take over a stale claim: it is in progress again, for this request, from ``now``. The
+    claim row is locked by ``idempotency.claim`` in this transaction, so only one retry wins."""
+    s.execute(
+        update(m.IdempotencyKey)
+        .where(
+            m.IdempotencyKey.tenant_id == caller.tenant_id,
+            m.IdempotencyKey.environment == caller.environment,
+            m.IdempotencyKey.scope == scope,
+            m.IdempotencyKey.key == key,
+        )
+        .values(created_at=now)
+    )
 
 
 def _prepare(
@@ -206,10 +261,13 @@ def _prepare(
             order_id = str(claim.replay[1]["order_id"])
             return _Prepared(order_id, replay=(claim.replay[0], token_view(s, rt, order_id)))
         if claim.resume is not None:
+            _renew_claim(s, caller, scope, key, now)
             order_id = str(claim.resume["order_id"])
             xo = s.get(m.XsollaOrder, order_id)
             if xo is not None:
-                return _Prepared(order_id, xo.currency, has_token=xo.token is not None)
+                return _Prepared(
+                    order_id, xo.currency, has_token=xo.token is not None, claimed_at=now
+                )
         item = find_item(s, account.tenant_id, account.environment, req.sku)
         if item is None:
             raise NotFound(f"No such SKU: {req.sku!r}", param="sku")
@@ -289,7 +347,7 @@ def _prepare(
             ],
         )
         idempotency.note_progress(s, caller, scope, key, {"order_id": order_id})
-    return _Prepared(order_id, item.currency)
+    return _Prepared(order_id, item.currency, claimed_at=now)
 
 
 def _abandon(rt: Runtime, order_id: str, caller: Caller, scope: str, key: str) -> None:

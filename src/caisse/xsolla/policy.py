@@ -5,10 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from caisse.errors import InvalidRequest
+
 ENVIRONMENTS = ("test", "live")
 DEFAULT_MODE = "live"
 MAX_QUANTITY = 100
 CANCELED_ORDER_STATUSES = frozenset({"canceled", "refunded", "partially_refunded", "failed"})
+
+
+def check_firebase_project(project_id: str, environment: str) -> None:
+    """A live account never names a ``demo-*`` Firebase project: those are the emulator's demo
+    projects (no real users, and the only ones whose unsigned tokens emulator mode accepts)."""
+    if environment == "live" and project_id.startswith("demo-"):
+        raise InvalidRequest(
+            "demo-* Firebase projects are for the emulator and the test environment only",
+            param="firebase_project_id",
+        )
 
 
 def return_url_allowed(url: str, allowlist: Iterable[str]) -> bool:

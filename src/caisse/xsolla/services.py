@@ -3,9 +3,13 @@ request) and one Xsolla API client, built on first use and closed with the app."
 
 from __future__ import annotations
 
+import logging
+
 from caisse.auth.firebase import FirebaseVerifier
 from caisse.providers.xsolla.client import XsollaClient
 from caisse.runtime import Runtime
+
+log = logging.getLogger("caisse.xsolla")
 
 
 class XsollaServices:
@@ -13,6 +17,14 @@ class XsollaServices:
         self._rt = rt
         self._verifier: FirebaseVerifier | None = None
         self._client: XsollaClient | None = None
+        if rt.settings.firebase_emulator:
+            # Built once per app, at start-up: the operator sees this in the first log lines.
+            log.warning(
+                "CAISSE_FIREBASE_EMULATOR is on: unsigned Firebase emulator tokens are accepted "
+                "for test-environment players of demo-* Firebase projects (never for live); "
+                "turn it off outside local development",
+                extra={"action": "xsolla.firebase.emulator_on"},
+            )
 
     @property
     def verifier(self) -> FirebaseVerifier:
@@ -22,7 +34,7 @@ class XsollaServices:
                 settings.firebase_certs_url,
                 clock=self._rt.clock,
                 # Unsigned emulator tokens: only with CAISSE_FIREBASE_EMULATOR=true, and the
-                # verifier still refuses them for any project not named demo-*.
+                # verifier still refuses them for live and for any project not named demo-*.
                 allow_emulator=settings.firebase_emulator,
             )
         return self._verifier
@@ -30,7 +42,9 @@ class XsollaServices:
     @property
     def client(self) -> XsollaClient:
         if self._client is None:
-            self._client = XsollaClient(self._rt.settings.xsolla_api_base)
+            self._client = XsollaClient(
+                self._rt.settings.xsolla_api_base, timeout=self._rt.settings.xsolla_timeout
+            )
         return self._client
 
     async def aclose(self) -> None:

@@ -236,6 +236,13 @@ def test_merchant_flow(browser, server, rt, db_url, partner):  # type: ignore[no
     assert '"ref": "CA-1"' in log  # the first bytes of the partner's answer
     snap("partner")
 
+    # A colleague invited: the link is shown once (and mailed).
+    page.click("nav >> text=Users")
+    page.fill("#invite-email", "paul@hotel-exemple.fr")
+    page.click("form[action='/ui/users'] button[type=submit]")
+    page.wait_for_selector("[data-testid=invited]")
+    snap("users")
+
     # The dashboard checklist, then French.
     page.click("nav >> text=Dashboard")
     snap("dashboard")
@@ -244,6 +251,59 @@ def test_merchant_flow(browser, server, rt, db_url, partner):  # type: ignore[no
     snap("dashboard-fr")
     page.click("text=Se déconnecter")
     page.wait_for_url("**/ui/login?signed_out=1")
+    context.close()
+
+
+def test_keyboard_small_screens_and_an_invitation(browser, server, rt):  # type: ignore[no-untyped-def]
+    api = httpx.Client(base_url=server.url, timeout=30)
+    merchant = _tenant(api, rt)
+    email, password = new_user(rt, merchant.tenant_id)
+    context = browser.new_context(base_url=server.url, locale="en-GB")  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto("/ui/login")
+    # The first Tab lands on the skip link, drawn with a visible (>= 3:1) focus ring.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    assert ring == "rgb(67, 56, 202)"
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/")
+
+    # The test/live switch works from the keyboard.
+    toggle = page.get_by_test_id("mode-toggle")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-testid=test-banner]")
+    toggle = page.get_by_test_id("mode-toggle")
+    assert toggle.get_attribute("aria-checked") == "true"
+    toggle.focus()
+    page.keyboard.press("Space")
+    page.wait_for_selector("[data-testid=test-banner]", state="detached")
+
+    # A phone: no page scrolls sideways.
+    page.set_viewport_size({"width": 375, "height": 740})
+    for path in ("/ui/", "/ui/orders", "/ui/users"):
+        page.goto(path)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (path, width)
+
+    # Invite a colleague; the link shown once opens, in another browser, the password form.
+    page.goto("/ui/users")
+    page.fill("#invite-email", "colleague@example.com")
+    page.click("form[action='/ui/users'] button[type=submit]")
+    link = page.get_by_test_id("invite-link").input_value()
+    assert "/ui/invite/" in link
+    other = browser.new_context(base_url=server.url, locale="fr-FR")  # type: ignore[attr-defined]
+    invitee = other.new_page()
+    invitee.goto(link.split(rt.settings.public_url, 1)[1])  # the server runs on another port
+    invitee.fill("#password", "my own long password")
+    invitee.fill("#confirm", "my own long password")
+    invitee.click("button[type=submit]")
+    invitee.wait_for_url("**/ui/")
+    assert "colleague@example.com" in invitee.content()
+    other.close()
     context.close()
 
 

@@ -259,3 +259,36 @@ def test_dashboard_step_follows_endpoints(client, rt, ui):
     assert 'class="done" data-step="dash.check.partner"' in client.get("/ui/").text
     switch(client, ui.csrf, "live")
     assert todo in client.get("/ui/").text  # live is set up separately
+
+
+def test_a_disabled_endpoint_leaves_a_notice_until_dismissed(client, rt, ui):
+    switch(client, ui.csrf, "test")
+    with partners.gone() as gone:  # 410: the partner says "stop", caisse disables the endpoint
+        r = add(client, ui.csrf, gone.url)
+        assert r.status_code == 200, r.text
+        pay_order(client, rt, ui.merchant)
+    with rt.db.read() as s:
+        notice = s.execute(select(m.Notice)).scalar_one()
+    assert notice.action == "endpoint.disabled"
+    for path in ("/ui/", "/ui/orders", "/ui/partners"):  # on every page of that environment
+        page = client.get(path).text
+        assert 'data-testid="notice"' in page, path
+        assert gone.url in page, path
+    client.get("/ui/lang/fr")
+    assert "désactivé par caisse" in client.get("/ui/").text
+    switch(client, ui.csrf, "live")
+    assert 'data-testid="notice"' not in client.get("/ui/").text  # test notices stay in test
+    switch(client, ui.csrf, "test")
+
+    dismiss = f"/ui/notices/{notice.id}/dismiss"
+    assert client.post(dismiss, data={"next": "/ui/orders"}, **NO_REDIRECT).status_code == 403
+    r = post(client, dismiss, ui.csrf, {"next": "/ui/orders"})
+    assert r.status_code == 303
+    assert r.headers["location"] == "/ui/orders"
+    assert 'data-testid="notice"' not in client.get("/ui/").text
+    with rt.db.read() as s:
+        assert s.get(m.Notice, notice.id).read_at is not None  # type: ignore[union-attr]
+    listed = client.get("/v1/notices", headers=ui.merchant.auth("test")).json()["data"]
+    assert [n["id"] for n in listed] == [notice.id]  # still in the API's history
+    assert post(client, "/ui/notices/999999/dismiss", ui.csrf).status_code == 404
+    assert post(client, "/ui/notices/x1/dismiss", ui.csrf).status_code == 404

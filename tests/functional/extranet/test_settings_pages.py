@@ -3,12 +3,16 @@ plain HTTP on both engines; what a form saves is read back through the API (one 
 
 from __future__ import annotations
 
+import io
+import re
 import secrets
 
+from pypdf import PdfReader
 from sqlalchemy import select
-from tests.support.api import new_merchant
+from tests.support.api import create_order, drain, new_merchant, order_meta, post_event
 from tests.support.extranet import login, new_user, pay_order, switch
 
+from caisse.providers.stripe import simulate
 from caisse.storage import models as m
 from caisse.tenants.credentials import xsolla_accounts
 
@@ -217,3 +221,37 @@ def test_invoice_download_checks_tenant_and_environment(client, rt, ui):
     r = client.get(f"/ui/invoices/{invoice_id}.pdf")
     assert r.status_code == 404
     assert b"%PDF" not in r.content
+
+
+def test_credit_note_is_downloaded_from_the_order_page(client, rt, ui):
+    """A refund (signed Stripe events), the worker issues the credit note, the order page
+    links to its PDF, which reads back as a credit note for the refunded amount."""
+    switch(client, ui.csrf, "test")
+    order = create_order(client, ui.merchant)
+    for event in simulate.scenario(
+        "full_refund",
+        livemode=False,
+        amount=order["amount_total"],
+        payment_intent_id=order["payment"]["payment_intent"],
+        metadata=order_meta(ui.merchant, order),
+    ):
+        assert post_event(client, ui.merchant, event).status_code == 200
+        drain(rt)
+    with rt.db.read() as s:
+        note_id, number = s.execute(
+            select(m.Invoice.id, m.Invoice.number).where(
+                m.Invoice.order_id == order["id"], m.Invoice.kind == "credit_note"
+            )
+        ).one()
+    page = client.get(f"/ui/orders/{order['id']}").text
+    links = re.findall(r'href="(/ui/invoices/[^"]+\.pdf)"', page)
+    assert f"/ui/invoices/{note_id}.pdf" in links
+    assert len(links) == 2
+    r = client.get(f"/ui/invoices/{note_id}.pdf")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pdf"
+    assert number.replace("/", "-") in r.headers["content-disposition"]
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(r.content)).pages)
+    assert number in text
+    assert re.search(r"avoir|credit note", text, re.IGNORECASE)
+    assert "20,00" in text or "20.00" in text

@@ -23,6 +23,8 @@ class Recorder:
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
         self.connections = 0
+        self.defer = 0  # answer "451 try again later" to this many messages first
+        self.deferred: list[bytes] = []
 
     async def handle_EHLO(
         self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: Any
@@ -32,6 +34,10 @@ class Recorder:
         return responses
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.defer > 0:
+            self.defer -= 1
+            self.deferred.append(bytes(envelope.original_content or b""))
+            return "451 4.3.0 Try again later"
         self.envelopes.append(envelope)
         return "250 Message accepted"
 
@@ -49,4 +55,6 @@ def smtp() -> Iterator[Recorder]:
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str, smtp: Recorder) -> Settings:
     url = f"smtp://127.0.0.1:{smtp.port}"  # type: ignore[attr-defined]
-    return make_settings(tmp_path, db_url, smtp_url=Secret(url), mail_from=SENDER)
+    return make_settings(
+        tmp_path, db_url, smtp_url=Secret(url), mail_from=SENDER, allow_private_targets=True
+    )

@@ -4,7 +4,7 @@ each a real HTTP peer on 127.0.0.1; every test on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -44,8 +44,15 @@ def fb_other_key() -> KeyPair:
     return make_key("kid-2")
 
 
+@dataclass
+class Peers:
+    certs_url: str
+    certs: CertServer
+    sim: Served
+
+
 @pytest.fixture(scope="module")
-def peers(fb_key: KeyPair) -> Iterator[tuple[str, Served]]:
+def peers(fb_key: KeyPair) -> Iterator[Peers]:
     """The certificate server and the simulator, once per module (the state swaps per test)."""
     certs = CertServer(certs={fb_key.kid: fb_key.cert_pem})
     sim = Served()
@@ -56,22 +63,24 @@ def peers(fb_key: KeyPair) -> Iterator[tuple[str, Served]]:
     with contextlib.ExitStack() as stack:
         certs_url = stack.enter_context(serve(certs.app())) + "/certs"
         sim.url = stack.enter_context(serve(sim_app))
-        yield certs_url, sim
+        yield Peers(certs_url, certs, sim)
 
 
 @pytest.fixture
-def sim(peers: tuple[str, Served]) -> SimulatorState:
+def sim(peers: Peers) -> SimulatorState:
     project = SimProject(project_id=PROJECT_ID, api_key=API_KEY, webhook_secret=WEBHOOK_SECRET)
     project.add_item("gems_500", Decimal("4.99"))
     project.add_item("sword_01", Decimal("1.99"))
-    peers[1].state = SimulatorState([project])
-    return peers[1].state
+    peers.sim.state = SimulatorState([project])
+    peers.certs.status = 200
+    peers.certs.hits = 0
+    return peers.sim.state
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str, peers: tuple[str, Served]) -> Settings:
+def settings(tmp_path: Path, db_url: str, peers: Peers) -> Settings:
     return make_settings(
-        tmp_path, db_url, firebase_certs_url=peers[0], xsolla_api_base=peers[1].url
+        tmp_path, db_url, firebase_certs_url=peers.certs_url, xsolla_api_base=peers.sim.url
     )
 
 
@@ -120,10 +129,14 @@ class Game:
         return self.http.put(f"/v1/catalog/items/{sku}", json=body, headers=self.auth(env))
 
 
-@pytest.fixture
-def game(rt: Runtime, sim: SimulatorState, fb_key: KeyPair) -> Iterator[Game]:
+@contextlib.contextmanager
+def open_game(
+    rt: Runtime, sim: SimulatorState, fb_key: KeyPair, *, run_worker: bool = False
+) -> Iterator[Game]:
+    """A live caisse served as ``caisse serve`` serves it (uvicorn's proxy headers off: only
+    CAISSE_TRUSTED_PROXIES decides about X-Forwarded-For), with a configured game tenant."""
     with (
-        live_caisse(rt, run_worker=False) as live,
+        live_caisse(rt, run_worker=run_worker, proxy_headers=False) as live,
         httpx.Client(base_url=live.url, timeout=30) as http,
     ):
         admin = {"Authorization": f"Bearer {rt.settings.admin_token.reveal()}"}
@@ -135,3 +148,26 @@ def game(rt: Runtime, sim: SimulatorState, fb_key: KeyPair) -> Iterator[Game]:
         assert g.item("gems_500", 499).status_code == 201
         assert g.item("sword_01", 199).status_code == 201
         yield g
+
+
+@pytest.fixture
+def game(rt: Runtime, sim: SimulatorState, fb_key: KeyPair) -> Iterator[Game]:
+    with open_game(rt, sim, fb_key) as g:
+        yield g
+
+
+@pytest.fixture
+def make_game(
+    settings: Settings, sim: SimulatorState, fb_key: KeyPair
+) -> Iterator[Callable[..., Game]]:
+    """A game on settings of the test's choosing: ``make_game(trusted_proxies=(...))``; one
+    per test (it replaces the ``game`` fixture, not joins it)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(run_worker: bool = False, **overrides: Any) -> Game:
+            fields = {**settings.__dict__, **overrides}
+            rt = Runtime.build(Settings(**fields))
+            stack.callback(rt.close)
+            return stack.enter_context(open_game(rt, sim, fb_key, run_worker=run_worker))
+
+        yield make

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
+from typing import Any
 
 from tests.functional.xsolla.conftest import API_KEY, FIREBASE_PROJECT, PROJECT_ID, Game
 from tests.support.firebase import KeyPair, claims, hs256_with_public_key, mint, unsigned
@@ -56,6 +58,7 @@ def test_catalog_is_per_environment_and_public(game: Game) -> None:
     assert game.http.get("/v1/catalog/items", headers=game.auth("live")).json()["data"] == []
 
     public = game.http.get(f"/v1/xsolla/{game.tenant_id}/catalog?mode=test").json()
+    assert [i["sku"] for i in public["data"]] == ["gems_500", "hat", "sword_01"]
     by_sku = {i["sku"]: i for i in public["data"]}
     assert by_sku["gems_500"]["price"] == {"amount": 599, "currency": "usd", "display": "5.99"}
     assert by_sku["hat"]["available"] is False
@@ -63,6 +66,35 @@ def test_catalog_is_per_environment_and_public(game: Game) -> None:
     assert game.http.get(f"/v1/xsolla/{game.tenant_id}/catalog").json()["data"] == []  # live
     assert game.http.get(f"/v1/xsolla/{game.tenant_id}/catalog?mode=prod").status_code == 400
     assert game.http.get("/v1/xsolla/ten_nope/catalog").status_code == 404
+
+
+def test_public_catalog_pages_by_sku(game: Game) -> None:
+    """The public view has no ids: its cursor is the last SKU of the page."""
+    added = [f"item_{n:02d}" for n in range(12)]
+    for n, sku in enumerate(added):
+        assert game.item(sku, 100 + n).status_code == 201
+    skus = sorted(["gems_500", "sword_01", *added])
+    url = f"/v1/xsolla/{game.tenant_id}/catalog"
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"mode": "test", "limit": 5}
+        if cursor is not None:
+            params["starting_after"] = cursor
+        r = game.http.get(url, params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        seen += [i["sku"] for i in body["data"]]
+        pages += 1
+        if not body["has_more"]:
+            break
+        cursor = body["data"][-1]["sku"]
+    assert seen == skus  # every SKU once, ascending
+    assert pages == 3
+    bad = game.http.get(url, params={"mode": "test", "starting_after": "not a sku!"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "sku"
 
 
 def test_every_bad_token_is_401_and_xsolla_is_never_called(
@@ -146,18 +178,28 @@ def test_payment_token_for_the_token_subject_only(game: Game) -> None:
     assert tenant_view["amount_total"] == 998
 
 
-def test_unverified_email_is_not_sent_and_the_forwarded_client_is(game: Game) -> None:
+def forwarded_buy(game: Game, **player: Any) -> str:
+    """Buy with an X-Forwarded-For header; the X-User-Ip that Xsolla received."""
     r = game.http.post(
         f"/v1/xsolla/{game.tenant_id}/payment-token",
         json={"sku": "gems_500", "mode": "test"},
-        headers={**game.player("p2", email_verified=False), "X-Forwarded-For": "198.51.100.7"},
+        headers={**game.player("p2", **player), "X-Forwarded-For": "198.51.100.7"},
     )
     assert r.status_code == 201, r.text
+    return str(game.sim.requests[-1].headers["x-user-ip"])
+
+
+def test_unverified_email_is_not_sent_and_forwarded_for_is_ignored(game: Game) -> None:
+    # Served as ``caisse serve`` without CAISSE_TRUSTED_PROXIES: uvicorn's proxy headers off,
+    # so a player cannot pick the country Xsolla sees by sending X-Forwarded-For.
+    assert forwarded_buy(game, email_verified=False) == "127.0.0.1"
     (call,) = game.sim.requests
     assert "email" not in call.json()["user"]
-    # uvicorn trusts a loopback proxy by default (as ``caisse serve`` does without
-    # CAISSE_TRUSTED_PROXIES); the rules for other peers are unit-tested in test_client_ip.
-    assert call.headers["x-user-ip"] == "198.51.100.7"
+
+
+def test_forwarded_for_is_honoured_from_a_trusted_proxy(make_game: Callable[..., Game]) -> None:
+    game = make_game(trusted_proxies=("127.0.0.1",))
+    assert forwarded_buy(game) == "198.51.100.7"
 
 
 def test_bad_requests_are_refused_before_xsolla(game: Game) -> None:

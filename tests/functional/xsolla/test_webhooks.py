@@ -8,17 +8,20 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
 import anyio
 import httpx
+import pytest
 from tests.functional.xsolla.conftest import PROJECT_ID, WEBHOOK_SECRET, Game
 
 from caisse.providers.xsolla.signature import authorization_header, sign
 from caisse.providers.xsolla.simulator import (
     SimItem,
     WebhookSender,
+    build_order_canceled,
     build_order_paid,
     build_user_validation,
     encode,
@@ -254,9 +257,9 @@ def test_order_paid_is_checked_before_anything_is_granted(game: Game) -> None:
     # The same refused bytes again: refused again, stored once.
     assert refusal(post(game, paid_body(game, order, user_id="victim"))) == "INVALID_USER"
     assert count(game, m.Entitlement) == 0
-    # Stored refusals: the 6 distinct bodies that reached the test environment (the real
-    # notification was refused before storage: no live project is configured).
-    assert count(game, m.InboundEvent, status="refused") == 6
+    # Stored refusals: the 7 distinct bodies, the real one too (kept for the audit in the
+    # test environment, whose secret signed it).
+    assert count(game, m.InboundEvent, status="refused") == 7
     assert player_order(game, order["order_id"])["status"] == "new"
     # "9.9800" is 9.98: the right notification still goes through after the refusals.
     assert post(game, paid_body(game, order)).status_code == 204
@@ -287,3 +290,72 @@ def test_user_validation_and_environment_separation(game: Game) -> None:
     )
     assert count(game, m.Entitlement) == 0
     assert post(game, body).status_code == 204
+
+
+def test_notifications_for_the_other_environment_are_kept_for_audit(game: Game) -> None:
+    """Refused (400 INVALID_PARAMETER, no effect) but stored as ``refused`` events of the
+    environment whose secret signed them; the same bytes again are not stored twice."""
+    live_secret = "live-webhook-secret-0123"
+    assert game.configure("live", webhook_secret=live_secret).status_code == 200
+    order = bought(game)
+    sandbox_on_live = paid_body(game, order)
+    for _ in range(2):
+        r = post(game, sandbox_on_live, authorization_header(sandbox_on_live, live_secret))
+        assert refusal(r) == "INVALID_PARAMETER"
+    real_on_test = paid_body(game, order, sandbox=False, transaction_id=2_100_000_888)
+    assert refusal(post(game, real_on_test)) == "INVALID_PARAMETER"
+    with game.rt.db.read() as s:
+        stored = {
+            e.environment: e for e in s.query(m.InboundEvent).filter_by(status="refused").all()
+        }
+    assert set(stored) == {"live", "test"}
+    assert stored["live"].body == sandbox_on_live
+    assert stored["test"].body == real_on_test
+    for event in stored.values():
+        assert event.type == "order_paid"
+        assert (event.error or "").startswith("INVALID_PARAMETER")
+        assert event.processed_at is not None
+    listed = game.http.get("/v1/events", headers=game.auth("live")).json()["data"]
+    assert [(e["type"], e["status"]) for e in listed] == [("order_paid", "refused")]
+    assert count(game, m.Entitlement) == 0
+    # Neither claimed the order's key: the right notification still goes through.
+    assert post(game, sandbox_on_live).status_code == 204
+    assert player_order(game, order["order_id"])["status"] == "done"
+
+
+def test_order_notifications_for_another_project_are_refused(game: Game) -> None:
+    order = bought(game)
+    other = paid_body(game, order, project_id=PROJECT_ID + 1)
+    assert refusal(post(game, other)) == "INVALID_PARAMETER"
+    assert count(game, m.Entitlement) == 0
+    canceled = encode(
+        build_order_canceled(
+            order_id=order["xsolla_order_id"], user_id="player-1",
+            items=game.sim.orders[order["xsolla_order_id"]].items, project_id=PROJECT_ID + 1,
+        )
+    )  # fmt: skip
+    assert refusal(post(game, canceled)) == "INVALID_PARAMETER"
+    assert count(game, m.InboundEvent, status="refused") == 2
+    assert player_order(game, order["order_id"])["status"] == "new"
+    assert post(game, paid_body(game, order)).status_code == 204
+
+
+def test_unknown_types_are_acknowledged_and_logged(
+    game: Game, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="caisse.xsolla"):
+        assert post(game, b'{"notification_type":"redeem_key","x":1}').status_code == 204
+    (line,) = [
+        r for r in caplog.records if getattr(r, "action", "") == "xsolla.webhook.unhandled_type"
+    ]
+    assert line.type == "redeem_key"  # type: ignore[attr-defined]
+    assert line.tenant_id == game.tenant_id  # type: ignore[attr-defined]
+
+
+def test_the_callback_is_in_the_openapi_document(game: Game) -> None:
+    paths = game.http.get("/openapi.json").json()["paths"]
+    doc = paths["/callbacks/v1.0/xsolla/{tenant_id}"]["post"]
+    assert {p["name"] for p in doc["parameters"]} == {"tenant_id", "Authorization"}
+    assert {"204", "400", "500"} <= set(doc["responses"])
+    assert "/callbacks/v1.0/stripe/{tenant_id}" in paths
+    assert "/v1/xsolla/{tenant_id}/payment-token" in paths

@@ -44,7 +44,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "CAISSE_MASTER_KEY": settings.master_keys[0].reveal(),
         "CAISSE_ADMIN_TOKEN": settings.admin_token.reveal(),
         "CAISSE_ALLOW_PRIVATE_TARGETS": "1",
-        "CAISSE_JOB_LEASE_SECONDS": "3",
+        "CAISSE_JOB_LEASE_SECONDS": "5",  # the shortest lease settings accept
         "CAISSE_WORKER_POLL_INTERVAL": "0.1",
         "CAISSE_LOG_LEVEL": "WARNING",
     }
@@ -69,7 +69,8 @@ def test_sigkill_mid_flight_loses_nothing(tmp_path: Path, db_url: str) -> None:
     settings = make_settings(tmp_path, db_url, allow_private_targets=True)
     rt = Runtime.build(settings)
     try:
-        with slow_partner() as partner:
+        secret = signing.new_secret()
+        with slow_partner().expect_signed_by(secret) as partner:  # verifies every request
             now = rt.clock.now()
             with rt.db.write() as s:
                 tenant, _ = tenants.create_tenant(s, rt.clock, "Crash SAS")
@@ -82,7 +83,7 @@ def test_sigkill_mid_flight_loses_nothing(tmp_path: Path, db_url: str) -> None:
                         event_types=[],
                         secrets=[
                             {
-                                "secret": rt.box.encrypt(signing.new_secret()),
+                                "secret": rt.box.encrypt(secret),
                                 "created_at": now.isoformat(),
                                 "expires_at": None,
                             }

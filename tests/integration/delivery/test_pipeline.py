@@ -15,13 +15,16 @@ from standardwebhooks import Webhook
 from tests.conftest import make_settings
 from tests.support import partners
 from tests.support.api import Merchant, drain, new_merchant
+from tests.support.deliveries import deliveries, record, register
 
 from caisse import __version__
 from caisse.clock import FrozenClock
 from caisse.config import Settings
 from caisse.delivery import worker as delivery_worker
-from caisse.orders import messages
+from caisse.delivery.options import DeliveryOptions
+from caisse.delivery.retry import RetryPolicy
 from caisse.runtime import Runtime
+from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 
 API_KEY = "k" * 16 + secrets.token_hex(16)
@@ -47,32 +50,6 @@ def rt(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
 @pytest.fixture
 def merchant(client: Any, rt: Runtime) -> Merchant:
     return new_merchant(client, rt, envs=("test", "live"))
-
-
-def register(client: Any, merchant: Merchant, url: str, env: str = "test", **body: Any) -> Any:
-    r = client.post("/v1/endpoints", json={"url": url, **body}, headers=merchant.auth(env))
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def record(rt: Runtime, merchant: Merchant, type: str = "order.paid", env: str = "test") -> str:
-    with rt.db.write() as s:
-        msg = messages.record(
-            s,
-            tenant_id=merchant.tenant_id,
-            environment=env,
-            type=type,
-            data={"order": {"id": "ord_test", "status": "paid"}},
-            order_id="ord_test",
-            now=rt.clock.now(),
-        )
-        return msg.id
-
-
-def deliveries(client: Any, merchant: Merchant, endpoint_id: str) -> list[dict[str, Any]]:
-    r = client.get(f"/v1/endpoints/{endpoint_id}/deliveries", headers=merchant.auth())
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"])
 
 
 def test_endpoint_api_contract_and_masking(client: Any, rt: Runtime, merchant: Merchant) -> None:
@@ -195,14 +172,25 @@ def test_retry_schedule_same_id_fresh_signatures(
         )
 
 
+def disabled_total(client: Any, reason: str) -> float:
+    """``caisse_endpoints_disabled_total{reason=...}`` as /metrics shows it."""
+    text = client.get("/metrics").text
+    prefix = f'caisse_endpoints_disabled_total{{reason="{reason}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def test_retry_after_and_410(
     client: Any, rt: Runtime, clock: FrozenClock, merchant: Merchant
 ) -> None:
+    before = disabled_total(client, "gone")
     with partners.throttled("600") as slow, partners.gone() as gone:
         ep_slow = register(client, merchant, slow.url)
         ep_gone = register(client, merchant, gone.url)
+        slow.expect_signed_by(ep_slow["secret"])
+        gone.expect_signed_by(ep_gone["secret"])
         record(rt, merchant)
         drain(rt)
+    assert disabled_total(client, "gone") == before + 1
     [d] = deliveries(client, merchant, ep_slow["id"])
     assert d["status"] == "pending"
     assert d["attempts"][0]["retry_after"] == "600"
@@ -215,6 +203,7 @@ def test_retry_after_and_410(
     assert "410" in shown["disabled_reason"]
     notices = client.get("/v1/notices", headers=merchant.auth()).json()["data"]
     assert [n["subject_id"] for n in notices] == [ep_gone["id"]]
+    assert notices[0]["data"]["code"] == "gone"
     # a later message reaches the throttled partner only
     record(rt, merchant)
     with rt.db.read() as s:
@@ -225,8 +214,10 @@ def test_retry_after_and_410(
 def test_failing_for_five_days_disables_and_notifies(
     client: Any, rt: Runtime, clock: FrozenClock, merchant: Merchant
 ) -> None:
+    before = disabled_total(client, "failing")
     with partners.ok(status=500) as partner:
         ep = register(client, merchant, partner.url)
+        partner.expect_signed_by(ep["secret"])
         for _day in range(6):
             record(rt, merchant)
             drain(rt)
@@ -238,8 +229,29 @@ def test_failing_for_five_days_disables_and_notifies(
     notices = client.get("/v1/notices", headers=merchant.auth()).json()["data"]
     assert notices
     assert notices[0]["action"] == "endpoint.disabled"
+    assert notices[0]["data"]["code"] == "failing"
+    assert disabled_total(client, "failing") == before + 1
     undelivered = client.get("/v1/messages?undelivered=true", headers=merchant.auth()).json()
     assert len(undelivered["data"]) == 6
+
+
+def test_two_lone_failures_five_days_apart_do_not_disable(
+    client: Any, rt: Runtime, clock: FrozenClock, merchant: Merchant
+) -> None:
+    """A quiet endpoint failing once, then once more 5 days later, has failed twice, not
+    "for 5 days": disabling needs 5 failed attempts in the window too."""
+    rt.delivery = DeliveryOptions(policy=RetryPolicy(schedule=(dt.timedelta(0),)))
+    with partners.ok(status=500) as partner:
+        ep = register(client, merchant, partner.url)
+        record(rt, merchant)
+        drain(rt)
+        clock.advance(5 * 86_400 + 1)
+        record(rt, merchant)
+        drain(rt)
+        assert len(partner.requests) == 2
+    shown = client.get(f"/v1/endpoints/{ep['id']}", headers=merchant.auth()).json()
+    assert shown["status"] == "enabled"
+    assert shown["failing_since"] is not None
 
 
 def test_redirect_is_a_failure_and_the_api_key_stays_home(
@@ -247,6 +259,7 @@ def test_redirect_is_a_failure_and_the_api_key_stays_home(
 ) -> None:
     with partners.ok() as target, partners.redirect(target.url) as hop:
         ep = register(client, merchant, hop.url, api_key=API_KEY)
+        hop.expect_signed_by(ep["secret"])
         record(rt, merchant)
         drain(rt)
         assert target.requests == []
@@ -291,9 +304,15 @@ def test_manual_retry_replay_and_undelivered(
     assert d["status"] == "failed"
     r = client.post(f"/v1/deliveries/{d['id']}/retry", headers=merchant.auth())
     assert r.status_code == 409  # endpoint disabled by the 410
-    record(rt, merchant)  # missed while disabled: no delivery
+    missed = record(rt, merchant)  # missed while disabled: no delivery, still undelivered
     undelivered = client.get("/v1/messages?undelivered=true", headers=merchant.auth()).json()
-    assert len(undelivered["data"]) == 1
+    assert len(undelivered["data"]) == 2
+    for_ep = client.get(
+        f"/v1/messages?undelivered=true&endpoint_id={ep['id']}", headers=merchant.auth()
+    ).json()["data"]
+    assert len(for_ep) == 2
+    assert missed in [msg["id"] for msg in for_ep]
+    assert for_ep[0]["deliveries"] == []  # newest first: the missed one has no delivery
     with partners.ok() as partner:
         client.patch(
             f"/v1/endpoints/{ep['id']}", json={"url": partner.url, "enabled": True},
@@ -314,6 +333,8 @@ def test_manual_retry_replay_and_undelivered(
         assert len(partner.requests) == 3
     undelivered = client.get("/v1/messages?undelivered=true", headers=merchant.auth()).json()
     assert undelivered["data"] == []
+    sent = client.get(f"/v1/messages?endpoint_id={ep['id']}", headers=merchant.auth()).json()
+    assert len(sent["data"]) == 2
     [_, first] = deliveries(client, merchant, ep["id"])
     assert [a["trigger"] for a in first["attempts"]] == ["schedule", "manual", "manual"]
 
@@ -334,6 +355,73 @@ def test_test_action_reports_status_and_timing_only(
     assert req.header("x-api-key") == API_KEY
 
 
+def test_replay_never_sends_what_predates_the_endpoint(
+    client: Any, rt: Runtime, clock: FrozenClock, merchant: Merchant
+) -> None:
+    old = record(rt, merchant)  # before any endpoint exists
+    clock.advance(3600)
+    with partners.ok() as partner:
+        ep = register(client, merchant, partner.url)
+        partner.expect_signed_by(ep["secret"])
+        client.patch(f"/v1/endpoints/{ep['id']}", json={"enabled": False}, headers=merchant.auth())
+        clock.advance(60)
+        missed = record(rt, merchant)
+        client.patch(f"/v1/endpoints/{ep['id']}", json={"enabled": True}, headers=merchant.auth())
+        for_ep = client.get(
+            f"/v1/messages?undelivered=true&endpoint_id={ep['id']}", headers=merchant.auth()
+        ).json()["data"]
+        assert [msg["id"] for msg in for_ep] == [missed]
+        # the tenant-wide view lists both: neither ever reached a partner
+        listed = client.get("/v1/messages?undelivered=true", headers=merchant.auth()).json()
+        assert {msg["id"] for msg in listed["data"]} == {old, missed}
+        r = client.post(
+            f"/v1/endpoints/{ep['id']}/replay", json={"since": 0}, headers=merchant.auth()
+        )
+        assert r.json()["missed_messages"] == 1
+        drain(rt)
+        assert [req.header("webhook-id") for req in partner.requests] == [missed]
+
+
+def test_lists_show_the_first_bytes_of_an_answer_one_delivery_all_of_it(
+    client: Any, rt: Runtime, merchant: Merchant
+) -> None:
+    answer = b"{" + b"x" * 5000 + b"}"
+    with partners.ok(body=answer) as partner:
+        ep = register(client, merchant, partner.url)
+        partner.expect_signed_by(ep["secret"])
+        record(rt, merchant)
+        drain(rt)
+    [listed] = deliveries(client, merchant, ep["id"])
+    [a] = listed["attempts"]
+    assert a["response"] == answer[:1024].decode()
+    assert a["response_truncated"] is True
+    one = client.get(f"/v1/deliveries/{listed['id']}", headers=merchant.auth()).json()
+    assert one["attempts"][0]["response"] == answer.decode()
+    assert one["attempts"][0]["response_truncated"] is False
+
+
+def test_a_manual_retry_during_an_attempt_is_refused(
+    client: Any, rt: Runtime, merchant: Merchant
+) -> None:
+    with partners.ok() as partner:
+        ep = register(client, merchant, partner.url)
+        partner.expect_signed_by(ep["secret"])
+        record(rt, merchant)
+        [d] = deliveries(client, merchant, ep["id"])
+        with rt.db.write() as s:  # a worker holds the job: an attempt is in flight
+            [job] = jobstore.claim(s, "worker-a", now=rt.clock.now(), kinds=("deliver",))
+        assert job.key == d["id"]
+        r = client.post(f"/v1/deliveries/{d['id']}/retry", headers=merchant.auth())
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "attempt_in_progress"
+        with rt.db.write() as s:  # that attempt ends (here: put back as a worker would)
+            jobstore.reschedule(s, job.id, "worker-a", run_at=rt.clock.now(), now=rt.clock.now())
+        r = client.post(f"/v1/deliveries/{d['id']}/retry", headers=merchant.auth())
+        assert r.status_code == 200
+        drain(rt)
+        assert len(partner.requests) == 1
+
+
 class TestSSRF:
     """Default settings: private targets refused at registration and at connect time."""
 
@@ -342,13 +430,46 @@ class TestSSRF:
         return make_settings(tmp_path, db_url)
 
     @pytest.fixture
-    def rebinding(self) -> Iterator[None]:
+    def rebinding(self) -> Iterator[list[str]]:
+        """DNS that answers a public address first (registration), 127.0.0.1 after."""
+        calls: list[str] = []
+
         async def resolver(host: str, port: int) -> list[str]:
-            return ["127.0.0.1"]
+            calls.append(host)
+            return ["93.184.216.34"] if len(calls) == 1 else ["127.0.0.1"]
+
+        delivery_worker.set_resolver(resolver)
+        yield calls
+        delivery_worker.set_resolver(None)
+
+    @pytest.fixture
+    def private_dns(self) -> Iterator[None]:
+        async def resolver(host: str, port: int) -> list[str]:
+            if host.startswith("intranet."):
+                return ["10.0.0.5", "169.254.169.254"]
+            return ["93.184.216.34"]
 
         delivery_worker.set_resolver(resolver)
         yield
         delivery_worker.set_resolver(None)
+
+    def test_a_name_resolving_only_to_private_addresses_is_refused_at_registration(
+        self, client: Any, rt: Runtime, private_dns: None
+    ) -> None:
+        merchant = new_merchant(client, rt)
+        r = client.post(
+            "/v1/endpoints", json={"url": "https://intranet.example.com/hook"},
+            headers=merchant.auth(),
+        )  # fmt: skip
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "url"
+        assert "resolves only to forbidden" in r.json()["error"]["message"]
+        ok = register(client, merchant, "https://partner.example.com/hook")
+        r = client.patch(
+            f"/v1/endpoints/{ok['id']}", json={"url": "https://intranet.example.com/x"},
+            headers=merchant.auth(),
+        )  # fmt: skip
+        assert r.status_code == 400
 
     @pytest.mark.parametrize(
         "url",
@@ -367,11 +488,12 @@ class TestSSRF:
         assert r.status_code == 400
         assert r.json()["error"]["param"] == "url"
 
-    def test_refused_at_connect_time(self, client: Any, rt: Runtime, rebinding: None) -> None:
+    def test_refused_at_connect_time(self, client: Any, rt: Runtime, rebinding: list[str]) -> None:
         merchant = new_merchant(client, rt)
         with partners.ok() as partner:
             url = f"http://partner.example.com:{partner.port}/hook"
-            ep = register(client, merchant, url)  # a public-looking name passes registration
+            ep = register(client, merchant, url)  # resolves to a public address: accepted
+            assert rebinding == ["partner.example.com"]
             record(rt, merchant)
             drain(rt)
             t = client.post(f"/v1/endpoints/{ep['id']}/test", headers=merchant.auth()).json()

@@ -21,14 +21,20 @@ from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.tenants.services import create_tenant
 
+# What a live invoice needs from a French seller (SIRET, and a VAT number for rated lines).
+SELLER = {
+    "legal_name": "Hôtel SAS",
+    "country": "FR",
+    "registration_number": "12345678900012",
+    "vat_number": "FR12345678901",
+}
+
 
 def paid_orders(rt: Runtime, count: int, env: str = "test") -> tuple[str, list[str]]:
     """A tenant and ``count`` paid orders, each with its issue_invoice job queued."""
     now = rt.clock.now()
     with rt.db.write() as s:
-        tenant, _ = create_tenant(
-            s, rt.clock, "Hôtel", {"legal_name": "Hôtel SAS", "country": "FR"}
-        )
+        tenant, _ = create_tenant(s, rt.clock, "Hôtel", SELLER)
         order_ids = []
         for i in range(count):
             order_id = ids.new_id("order")
@@ -158,3 +164,34 @@ def test_two_workers_issue_200_invoices_with_distinct_gapless_numbers(tmp_path, 
     finally:
         for rt in runtimes:
             rt.close()
+
+
+def test_the_issue_date_is_the_sellers_and_read_after_the_number(rt):
+    """A French seller's invoice at 23:30 UTC on 31 December is dated 1 January in Paris and
+    takes the new year's first number; the date comes from the clock read after numbering."""
+    from caisse.clock import FrozenClock
+    from caisse.errors import Conflict
+
+    _, (first, second) = paid_orders(rt, 2, env="live")
+    new_year_eve = dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.UTC)
+    with rt.db.write() as s:
+        row = services.open_invoice(s, first, now=new_year_eve, clock=FrozenClock(new_year_eve))
+        assert row is not None
+        assert (row.number, row.issue_date) == ("F2027-000001", dt.date(2027, 1, 1))
+    # The year turns in Paris while the job waits for the sequence: nothing is numbered.
+    before = dt.datetime(2026, 12, 31, 22, 59, 59, tzinfo=dt.UTC)
+    after = FrozenClock(dt.datetime(2026, 12, 31, 23, 0, 1, tzinfo=dt.UTC))
+    with pytest.raises(Conflict), rt.db.write() as s:
+        services.open_invoice(s, second, now=before, clock=after)
+    with rt.db.read() as s:
+        sequences = {(q.year, q.last_value) for q in s.scalars(select(m.InvoiceSequence))}
+    assert sequences == {(2027, 1)}
+
+
+def test_a_seller_outside_the_known_zones_dates_in_utc(rt):
+    from caisse.invoices.snapshot import local_date
+
+    late = dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.UTC)
+    assert local_date(late, "US") == dt.date(2026, 6, 30)
+    assert local_date(late, "FR") == dt.date(2026, 7, 1)
+    assert local_date(late.replace(tzinfo=None), "FR") == dt.date(2026, 7, 1)  # SQLite: naive UTC

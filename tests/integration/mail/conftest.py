@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,6 +96,39 @@ def smtp_server() -> Iterator[Callable[..., Server]]:
         controller.start()
         started.append(controller)
         return Server(controller, recorder, controller.hostname, controller.port)
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+@dataclass
+class TlsServer(Server):
+    cafile: str = ""
+
+
+@pytest.fixture
+def tls_smtp_server(tmp_path: Path) -> Iterator[Callable[..., TlsServer]]:
+    """aiosmtpd over TLS with a self-signed certificate for ``localhost`` (its own CA), AUTH
+    required: ``implicit=False`` requires STARTTLS first, ``implicit=True`` is SMTPS."""
+    from tests.support.partners import make_tls_files
+
+    certfile, keyfile = make_tls_files(tmp_path, hostname="localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    started: list[Controller] = []
+
+    def start(*, implicit: bool) -> TlsServer:
+        recorder = Recorder()
+        options: dict[str, Any] = {"authenticator": _authenticate, "auth_required": True}
+        if implicit:  # the whole connection is TLS: aiosmtpd cannot tell, so allow AUTH
+            options.update(ssl_context=context, auth_require_tls=False)
+        else:
+            options.update(tls_context=context, require_starttls=True)
+        controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **options)
+        controller.start()
+        started.append(controller)
+        return TlsServer(controller, recorder, "localhost", controller.port, cafile=str(certfile))
 
     yield start
     for controller in started:

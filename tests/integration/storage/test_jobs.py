@@ -111,3 +111,42 @@ def test_a_worker_lane_claims_only_its_kinds(rt):
     with rt.db.read() as s:
         left = s.execute(select(m.Job.kind, m.Job.status).order_by(m.Job.kind)).all()
     assert [tuple(r) for r in left] == [("test.lane_a", "queued"), ("test.lane_b", "done")]
+
+
+def test_a_worker_skipping_the_render_kinds_leaves_them_to_the_render_lane(rt):
+    ran: list[str] = []
+
+    @registry.handler("test.render")
+    def render(ctx: registry.JobContext) -> None:
+        ran.append("render")
+
+    @registry.handler("test.deliver")
+    def deliver(ctx: registry.JobContext) -> None:
+        ran.append("deliver")
+
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "test.render", "1", {}, now=now)
+        jobstore.enqueue(s, "test.deliver", "1", {}, now=now)
+    serve_worker = Worker(rt, kinds=("test.render", "test.deliver"), skip_kinds=("test.render",))
+    assert asyncio.run(serve_worker.drain()) == 1
+    assert ran == ["deliver"]
+    with rt.db.read() as s:
+        left = s.execute(select(m.Job.kind, m.Job.status).order_by(m.Job.kind)).all()
+    assert [tuple(r) for r in left] == [("test.deliver", "done"), ("test.render", "queued")]
+
+    assert asyncio.run(Worker(rt, kinds=("test.render",), events=False).drain()) == 1
+    assert ran == ["deliver", "render"]
+
+
+def test_skipping_without_kinds_claims_every_other_registered_kind(rt):
+    registry.load_all()
+    worker = Worker(rt, skip_kinds=registry.RENDER_KINDS)
+    assert worker.kinds is not None
+    assert set(worker.kinds) == set(registry.kinds()) - set(registry.RENDER_KINDS)
+    assert "deliver" in worker.kinds
+
+
+def test_the_render_kinds_are_real_job_kinds():
+    registry.load_all()
+    assert set(registry.RENDER_KINDS) <= set(registry.kinds())

@@ -171,9 +171,11 @@ def unsigned(payload: dict[str, Any], signature: str = "") -> str:
     return f"{header}.{b64(json.dumps(payload).encode())}.{signature}"
 
 
-async def rejected(verifier: FirebaseVerifier, token: str, project: str = PROJECT) -> None:
+async def rejected(
+    verifier: FirebaseVerifier, token: str, project: str | None = PROJECT, env: str = "live"
+) -> None:
     with pytest.raises(AuthenticationError) as info:
-        await verifier.verify(token, project)
+        await verifier.verify(token, project, environment=env)
     assert str(info.value) == GENERIC  # one generic message for every reason
 
 
@@ -231,7 +233,8 @@ async def test_alg_none_is_rejected_for_non_demo_project_even_with_opt_in(
 ) -> None:
     async with httpx.AsyncClient() as http:
         emulator = FirebaseVerifier(server.url, http=http, clock=clock, allow_emulator=True)
-        await rejected(emulator, unsigned(claims()))
+        await rejected(emulator, unsigned(claims()), env="test")
+        await rejected(emulator, unsigned(claims()), None, env="test")
 
 
 async def test_emulator_token_accepted_only_for_demo_project_with_opt_in(
@@ -241,11 +244,26 @@ async def test_emulator_token_accepted_only_for_demo_project_with_opt_in(
     token = unsigned(claims(aud=demo, iss=f"https://securetoken.google.com/{demo}"))
     async with httpx.AsyncClient() as http:
         strict = FirebaseVerifier(server.url, http=http, clock=clock)
-        await rejected(strict, token, demo)
+        await rejected(strict, token, demo, env="test")
         emulator = FirebaseVerifier(server.url, http=http, clock=clock, allow_emulator=True)
-        identity = await emulator.verify(token, demo)
-    assert identity.uid == "uid-123"
+        identity = await emulator.verify(token, demo, environment="test")
+        anywhere = await emulator.verify(token, None, environment="test")
+    assert identity.uid == anywhere.uid == "uid-123"
+    assert anywhere.project_id == demo
     assert server.hits == 0  # no key needed for an emulator token
+
+
+async def test_emulator_token_is_never_accepted_for_live(
+    server: CertServer, clock: FrozenClock
+) -> None:
+    """Emulator mode on a live account whose Firebase project is demo-*: still refused."""
+    demo = "demo-caisse"
+    token = unsigned(claims(aud=demo, iss=f"https://securetoken.google.com/{demo}"))
+    async with httpx.AsyncClient() as http:
+        emulator = FirebaseVerifier(server.url, http=http, clock=clock, allow_emulator=True)
+        await rejected(emulator, token, demo)  # environment defaults to live
+        await rejected(emulator, token, demo, env="live")
+        await rejected(emulator, token, None, env="live")
 
 
 async def test_emulator_token_still_has_its_claims_checked(
@@ -259,7 +277,7 @@ async def test_emulator_token_still_has_its_claims_checked(
     async with httpx.AsyncClient() as http:
         emulator = FirebaseVerifier(server.url, http=http, clock=clock, allow_emulator=True)
         for token in (expired, wrong_aud, with_signature):
-            await rejected(emulator, token, demo)
+            await rejected(emulator, token, demo, env="test")
 
 
 async def test_hs256_signed_with_the_public_certificate_is_rejected(
@@ -364,6 +382,24 @@ async def test_token_for_one_project_is_refused_for_another(
     await rejected(verifier, mint(key), "another-project")
 
 
+async def test_any_project_check_then_require_project(
+    verifier: FirebaseVerifier, key: KeyPair
+) -> None:
+    """Two steps (signature and times first, then the tenant's project) equal one check."""
+    identity = await verifier.verify(mint(key), None)
+    assert identity.project_id == PROJECT
+    assert identity.require_project(PROJECT) is identity
+    with pytest.raises(AuthenticationError):
+        identity.require_project("another-project")
+    # aud and iss must still name the same project.
+    await rejected(verifier, mint(key, iss="https://securetoken.google.com/other"), None)
+    await rejected(verifier, mint(key, aud=None), None)
+    custom = (
+        "https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit"
+    )
+    await rejected(verifier, mint(key, aud=custom), None)
+
+
 # Key ids and the certificate cache (F4, F8) -----------------------------------------------------
 
 
@@ -434,19 +470,36 @@ async def test_cache_honours_max_age(
 async def test_cache_subtracts_age_header(
     verifier: FirebaseVerifier, key: KeyPair, clock: FrozenClock, server: CertServer
 ) -> None:
-    server.cache_control = "public, max-age=120"
-    server.age = "100"
+    server.cache_control = "public, max-age=600"
+    server.age = "500"
     await verifier.verify(mint(key), PROJECT)
-    clock.advance(21)
+    clock.advance(99)
+    await verifier.verify(mint(key), PROJECT)
+    assert server.hits == 1
+    clock.advance(2)
     await verifier.verify(mint(key), PROJECT)
     assert server.hits == 2
 
 
-async def test_no_store_answers_are_not_cached(
-    verifier: FirebaseVerifier, key: KeyPair, server: CertServer
+@pytest.mark.parametrize(
+    "cache_control", [None, "public", "no-store", "no-cache", "max-age=0", "max-age=10"]
+)
+async def test_answers_without_a_usable_lifetime_are_kept_a_minute(
+    verifier: FirebaseVerifier,
+    key: KeyPair,
+    clock: FrozenClock,
+    server: CertServer,
+    cache_control: str | None,
 ) -> None:
-    server.cache_control = "no-store"
+    """Not one fetch per verification: at least 60 s, whatever a proxy did to the header."""
+    server.cache_control = cache_control
+    for _ in range(3):
+        await verifier.verify(mint(key), PROJECT)
+    assert server.hits == 1
+    clock.advance(59)
     await verifier.verify(mint(key), PROJECT)
+    assert server.hits == 1
+    clock.advance(2)
     await verifier.verify(mint(key), PROJECT)
     assert server.hits == 2
 

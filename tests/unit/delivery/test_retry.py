@@ -11,6 +11,7 @@ import pytest
 from caisse.clock import FrozenClock
 from caisse.delivery.retry import (
     DEFAULT_SCHEDULE,
+    DISABLE_MIN_FAILURES,
     RetryDecision,
     RetryPolicy,
     endpoint_should_disable,
@@ -239,3 +240,11 @@ def test_endpoint_should_disable_after_five_days_of_failure() -> None:
     assert not endpoint_should_disable(NOW - 5 * 24 * H + S, NOW)
     assert endpoint_should_disable(NOW - 5 * 24 * H, NOW)
     assert endpoint_should_disable(NOW - 2 * H, NOW, window=H)
+
+
+def test_endpoint_should_disable_needs_several_failures_in_the_window() -> None:
+    first = NOW - 5 * 24 * H
+    assert not endpoint_should_disable(first, NOW, failures=2)
+    assert not endpoint_should_disable(first, NOW, failures=DISABLE_MIN_FAILURES - 1)
+    assert endpoint_should_disable(first, NOW, failures=DISABLE_MIN_FAILURES)
+    assert not endpoint_should_disable(NOW - H, NOW, failures=100)  # too soon, however many

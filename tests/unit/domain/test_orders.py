@@ -308,11 +308,33 @@ def test_cancel_requested_by_the_merchant() -> None:
     assert paid.status is OrderStatus.PAID
 
 
-def test_partial_capture_is_partially_paid_and_never_told_paid() -> None:
-    order, events = fold([pi(PaymentStatus.SUCCEEDED, 0, amount_received=1500)])
-    assert order.status is OrderStatus.PARTIALLY_PAID
+def test_partial_capture_is_paid_and_final_for_what_was_received() -> None:
+    """Stripe's ``succeeded`` is final: the uncaptured rest is released, never captured later."""
+    order, events = fold(
+        [
+            snap("payment_intent.amount_capturable_updated", 0),
+            pi(PaymentStatus.SUCCEEDED, 60, amount_received=1500),
+        ]
+    )
+    assert order.status is OrderStatus.PAID
     assert order.amount_paid == 1500
-    assert partner(events) == []
+    assert partner(events) == [PAID]
+    # Nothing later moves it: not a late authorisation, not a processing snapshot.
+    late = [snap("payment_intent.processing", 120), snap("payment_intent.requires_action", 30)]
+    assert partner(fold(late, order)[1]) == []
+    assert order.status is OrderStatus.PAID
+    # Refunding all that was received refunds the order.
+    refunded = replace(charge_refunded(1500, 300), amount_captured=1500)
+    assert partner(apply(order, refunded)) == [REFUNDED]
+    assert order.status is OrderStatus.REFUNDED
+
+
+def test_partially_captured_charge_alone_is_paid() -> None:
+    charge = replace(charge_snap("charge.captured", 0), amount_captured=1200)
+    order, events = fold([charge])
+    assert order.status is OrderStatus.PAID
+    assert order.amount_paid == 1200
+    assert partner(events) == [PAID]
 
 
 def test_authorization_is_processing_and_capture_pays() -> None:
@@ -367,9 +389,14 @@ def test_a_charge_without_a_payment_intent_is_its_own_payment() -> None:
 
 def test_a_payment_in_several_intents_adds_up() -> None:
     order = new_order()
-    first = replace(pi(PaymentStatus.SUCCEEDED, 0), provider_payment_id="pi_a", amount_received=500)
+    first = replace(
+        pi(PaymentStatus.SUCCEEDED, 0), provider_payment_id="pi_a", amount=500, amount_received=500
+    )
     second = replace(
-        pi(PaymentStatus.SUCCEEDED, 5), provider_payment_id="pi_b", amount_received=1500
+        pi(PaymentStatus.SUCCEEDED, 5),
+        provider_payment_id="pi_b",
+        amount=1500,
+        amount_received=1500,
     )
     assert partner(apply(order, first)) == []
     assert order.status is OrderStatus.PARTIALLY_PAID
@@ -401,7 +428,11 @@ def test_two_partial_refunds_then_the_rest() -> None:
         seconds = int((refunds[0].observed_at - at(0)).total_seconds())
         events = apply(order, charge_refunded(total, seconds, *refunds))
         assert partner(events) == [REFUNDED]
-        assert events[-1].data == {"amount_refunded": total, "amount_refunded_now": now}
+        assert events[-1].data == {
+            "amount_refunded": total,
+            "amount_refunded_now": now,
+            "reversal": False,
+        }
         assert order.status is status
         assert order.amount_refunded == total
         for known in refunds:  # the refund objects' own events then change nothing
@@ -412,9 +443,13 @@ def test_two_partial_refunds_then_the_rest() -> None:
 def test_refund_objects_alone_add_up() -> None:
     order, _ = fold([snap("payment_intent.succeeded", 0)])
     first = apply(order, refund("re_1", 500, 100))
-    assert first[-1].data == {"amount_refunded": 500, "amount_refunded_now": 500}
+    assert first[-1].data == {"amount_refunded": 500, "amount_refunded_now": 500, "reversal": False}
     second = apply(order, refund("re_2", 1500, 200, status="pending"))
-    assert second[-1].data == {"amount_refunded": 2000, "amount_refunded_now": 1500}
+    assert second[-1].data == {
+        "amount_refunded": 2000,
+        "amount_refunded_now": 1500,
+        "reversal": False,
+    }
     assert order.status is OrderStatus.REFUNDED
 
 
@@ -423,6 +458,27 @@ def test_a_failed_refund_is_recorded_but_not_counted() -> None:
     assert apply(order, refund("re_1", 500, 100, status="failed")) == []
     assert order.amount_refunded == 0
     assert order.refunds[0].status == "failed"
+
+
+@pytest.mark.parametrize("outcome", ["failed", "canceled"])
+def test_a_refund_given_back_is_told_as_a_reversal(outcome: str) -> None:
+    order, _ = fold([snap("payment_intent.succeeded", 0)])
+    apply(order, refund("re_1", 500, 100))
+    apply(order, refund("re_2", 700, 150, status="pending"))
+    assert order.status is OrderStatus.PARTIALLY_REFUNDED
+    events = apply(order, refund("re_2", 700, 200, status=outcome))
+    assert partner(events) == [REFUNDED]
+    assert events[-1].data == {
+        "amount_refunded": 500,
+        "amount_refunded_now": -700,
+        "reversal": True,
+    }
+    assert order.status is OrderStatus.PARTIALLY_REFUNDED
+    # The only refund given back too: the order is plainly paid again, and partners hear 0.
+    events = apply(order, refund("re_1", 500, 300, status=outcome))
+    assert events[-1].data == {"amount_refunded": 0, "amount_refunded_now": -500, "reversal": True}
+    assert order.status is OrderStatus.PAID
+    assert apply(order, refund("re_1", 500, 300, status=outcome)) == []  # told once
 
 
 def test_a_late_refund_snapshot_does_not_undo_a_newer_one() -> None:
@@ -453,7 +509,7 @@ def test_refund_before_succeeded_is_told_after_paid() -> None:
 
     later = apply(order, snap("payment_intent.succeeded", 1))
     assert partner(later) == [PAID, REFUNDED]
-    assert later[-1].data == {"amount_refunded": 500, "amount_refunded_now": 500}
+    assert later[-1].data == {"amount_refunded": 500, "amount_refunded_now": 500, "reversal": False}
     assert order.status is OrderStatus.PARTIALLY_REFUNDED
 
 

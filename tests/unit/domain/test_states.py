@@ -50,33 +50,32 @@ def test_phase_for_table_covers_every_status() -> None:
 @pytest.mark.parametrize("has_failure", [False, True])
 def test_phase_for_every_status(status: PaymentStatus, has_failure: bool) -> None:
     expected = PHASE_FOR[status][has_failure]
-    got = phase_for(status, has_failure=has_failure, amount_received=2000, amount_due=2000)
+    got = phase_for(status, has_failure=has_failure, amount_covered=2000, amount_due=2000)
     assert got is expected
 
 
 @pytest.mark.parametrize(
-    ("received", "due", "expected"),
+    ("covered", "due", "expected"),
     [
-        (0, 2000, P.PARTIALLY_PAID),  # succeeded yet nothing received: never "paid"
-        (1500, 2000, P.PARTIALLY_PAID),  # partial capture
-        (1999, 2000, P.PARTIALLY_PAID),
-        (2000, 2000, P.PAID),
+        (2000, 2000, P.PAID),  # a partial capture still asked for it all: final, paid
         (2500, 2000, P.PAID),  # more than due (e.g. two intents) is still paid
+        (1999, 2000, P.PARTIALLY_PAID),  # an intent for part of the order (an instalment)
+        (500, 2000, P.PARTIALLY_PAID),
     ],
 )
-def test_phase_for_succeeded_depends_on_amount_received(
-    received: int, due: int, expected: PaymentPhase
+def test_phase_for_succeeded_is_paid_unless_the_intent_asked_for_less(
+    covered: int, due: int, expected: PaymentPhase
 ) -> None:
-    got = phase_for(S.SUCCEEDED, has_failure=False, amount_received=received, amount_due=due)
+    got = phase_for(S.SUCCEEDED, has_failure=False, amount_covered=covered, amount_due=due)
     assert got is expected
 
 
 @pytest.mark.parametrize("status", [s for s in PaymentStatus if s is not S.SUCCEEDED])
-@pytest.mark.parametrize("received", [0, 1000, 2000])
+@pytest.mark.parametrize("covered", [0, 1000, 2000])
 def test_phase_for_ignores_amounts_except_for_succeeded(
-    status: PaymentStatus, received: int
+    status: PaymentStatus, covered: int
 ) -> None:
-    got = phase_for(status, has_failure=False, amount_received=received, amount_due=2000)
+    got = phase_for(status, has_failure=False, amount_covered=covered, amount_due=2000)
     assert got is PHASE_FOR[status][False]
 
 
@@ -270,3 +269,22 @@ def test_refund_wins(current: str, candidate: str) -> None:
     assert refund_wins(current, T, candidate, T - 1) is False
     tie = REFUND_TIE[current][REFUNDS.index(candidate)] == "Y"
     assert refund_wins(current, T, candidate, T) is tie
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["warning_needs_response"], True),
+        (["warning_under_review", "warning_needs_response"], True),
+        (["warning_needs_response", "needs_response"], False),  # one real chargeback
+        (["needs_response"], False),
+        (["under_review"], False),
+        ([], False),
+    ],
+)
+def test_refundable_while_disputed_only_during_inquiries(
+    statuses: list[str], expected: bool
+) -> None:
+    from caisse.domain.states import refundable_while_disputed
+
+    assert refundable_while_disputed(statuses) is expected

@@ -37,6 +37,15 @@ BUYER = Party(
     country="FR",
     email="jeanne@example.org",
 )
+BUSINESS_BUYER = Party(
+    legal_name="Gîtes de Loire SARL",
+    address_lines=("8 rue Royale",),
+    postcode="37000",
+    city="Tours",
+    country="FR",
+    vat_number="FR55987654321",
+    is_business=True,
+)
 
 THREE_LINES = (
     InvoiceLine("Nuitée chambre double", 2, 11_000, Decimal("10")),
@@ -81,6 +90,11 @@ def many_lines(count: int) -> tuple[InvoiceLine, ...]:
 @pytest.fixture
 def make_document() -> DocumentFactory:
     return build_document
+
+
+@pytest.fixture
+def business_buyer() -> Party:
+    return BUSINESS_BUYER
 
 
 @pytest.fixture

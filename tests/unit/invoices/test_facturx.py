@@ -30,8 +30,8 @@ def find(root: ET.Element, path: str) -> str:
     return node.text or ""
 
 
-def test_invoice_xml_is_valid_and_matches_totals(make_document) -> None:
-    doc = make_document(line_count=40)
+def test_invoice_xml_is_valid_and_matches_totals(make_document, business_buyer) -> None:
+    doc = make_document(line_count=40, buyer=business_buyer)
     xml = build_cii_xml(doc)
     validate(xml)
     assert facturx.get_level(etree.fromstring(xml), "factur-x") == "en16931"
@@ -66,6 +66,11 @@ def test_invoice_xml_is_valid_and_matches_totals(make_document) -> None:
     assert find(root, ".//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode") == "48"
     notes = {find(n, "ram:SubjectCode") for n in root.iterfind(".//ram:IncludedNote", NS)}
     assert notes == {"PMD", "PMT", "AAB"}
+
+
+def test_consumer_invoice_has_no_b2b_notes(make_document) -> None:
+    root = ET.fromstring(build_cii_xml(make_document()))
+    assert root.findall(".//ram:IncludedNote", NS) == []
 
 
 def test_credit_note_xml(make_document) -> None:

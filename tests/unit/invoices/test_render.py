@@ -37,14 +37,32 @@ def test_invoice_content(make_document) -> None:
     assert "Page 1/1" in text
 
 
-def test_french_mandatory_mentions(make_document) -> None:
-    text = "\n".join(pages_text(render_pdf(make_document())))
+def test_french_mandatory_mentions(make_document, business_buyer) -> None:
+    from dataclasses import replace
+
+    seller = replace(
+        make_document().seller,
+        legal_form="SAS",
+        share_capital="10 000 €",
+        rcs="RCS Paris 123 456 789",
+    )
+    text = "\n".join(pages_text(render_pdf(make_document(seller=seller, buyer=business_buyer))))
+    assert "SAS au capital de 10 000 €" in text
+    assert "RCS Paris 123 456 789" in text
     assert "SIREN : 123456789" in text
     assert "N° TVA intracommunautaire : FR40123456789" in text
     assert "Pénalités de retard" in text
     assert "Indemnité forfaitaire pour frais de recouvrement de 40 €" in text
     assert "Escompte pour paiement anticipé : néant." in text
     assert "RCS Paris" in text  # the seller's footer
+
+
+def test_b2b_mentions_are_left_out_for_a_consumer(make_document) -> None:
+    text = "\n".join(pages_text(render_pdf(make_document())))
+    assert "SIREN : 123456789" in text
+    assert "Pénalités de retard" not in text
+    assert "40 €" not in text
+    assert "Escompte" not in text
 
 
 def test_no_french_mentions_for_a_foreign_seller(make_document, seller_de) -> None:

@@ -110,7 +110,7 @@ def add(page: PageDep, fields: FormDep) -> Response:
     try:
         _save(page, sku, fields, create=True)
     except CaisseError as exc:
-        return _list_page(page, status=400, error=exc.message, param=exc.param, form=_kept(fields))
+        return _list_page(page, status=400, error=exc, param=exc.param, form=_kept(fields))
     return redirect("/ui/catalog?done=added")
 
 
@@ -121,7 +121,5 @@ def edit(sku: str, page: PageDep, fields: FormDep) -> Response:
     try:
         _save(page, sku, fields, create=False)
     except CaisseError as exc:
-        return _item_page(
-            page, sku, status=400, error=exc.message, param=exc.param, form=_kept(fields)
-        )
+        return _item_page(page, sku, status=400, error=exc, param=exc.param, form=_kept(fields))
     return redirect("/ui/catalog?done=saved")

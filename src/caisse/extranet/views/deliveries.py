@@ -58,7 +58,7 @@ def retry(delivery_id: str, page: PageDep, fields: FormDep) -> Response:
         with page.rt.db.write() as s:
             outbox.retry_delivery(s, page.caller, delivery_id, now=page.rt.clock.now())
     except CaisseError as exc:
-        return endpoint_page(page, endpoint_id, status=409, error=exc.message)
+        return endpoint_page(page, endpoint_id, status=409, error=exc)
     page.rt.wake_workers()
     return redirect(f"/ui/partners/{endpoint_id}?done=retried")
 
@@ -87,7 +87,7 @@ def replay(endpoint_id: str, page: PageDep, fields: FormDep) -> Response:
         raise
     except CaisseError as exc:
         status = 409 if isinstance(exc, Conflict) else 400
-        return endpoint_page(page, endpoint_id, status=status, error=exc.message, param=exc.param)
+        return endpoint_page(page, endpoint_id, status=status, error=exc, param=exc.param)
     page.rt.wake_workers()
     more = "&more=1" if result["has_more"] else ""
     return redirect(

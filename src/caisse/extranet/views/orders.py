@@ -35,16 +35,17 @@ def orders(page: PageDep) -> Response:
         date_from=q.get("from", "")[:10],
         date_to=q.get("to", "")[:10],
         reference=q.get("reference", "").strip()[:200],
-        email=q.get("email", "").strip()[:254],
+        # ``email`` is the parameter's former name, kept so old bookmarks still filter.
+        customer=(q.get("customer") or q.get("email") or "").strip()[:254],
     )
-    error = None
+    error: InvalidRequest | None = None
     rows: list[m.Order] = []
     more = False
     try:
         with page.rt.db.read() as s:
             rows, more = queries.list_orders(s, page.caller, f, q.get("starting_after"))
     except InvalidRequest as exc:
-        error = exc.message
+        error = exc
     return render(
         page,
         "orders.html",

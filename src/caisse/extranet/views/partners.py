@@ -129,7 +129,7 @@ async def create(page: PageDep, fields: FormDep) -> Response:
             _list_page,
             page,
             status=400,
-            error=exc.message,
+            error=exc,
             param=exc.param,
             form=kept,
             checked=event_types,

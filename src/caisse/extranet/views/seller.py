@@ -54,7 +54,7 @@ def save(page: PageDep, fields: FormDep) -> Response:
             services.update_tenant(s, page.user.tenant_id, name=None, legal=legal)
     except CaisseError as exc:
         kept = {k: fields.get(k, "")[:500] for k in FIELDS}
-        return _page(page, status=400, error=exc.message, param=exc.param, form=kept)
+        return _page(page, status=400, error=exc, param=exc.param, form=kept)
     return redirect("/ui/settings/seller?done=saved")
 
 

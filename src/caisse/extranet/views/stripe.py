@@ -17,9 +17,9 @@ from starlette.responses import Response
 
 from caisse.errors import CaisseError, InvalidRequest, NotFound
 from caisse.extranet import queries
-from caisse.extranet.pages import FormDep, Page, PageDep, redirect, render
+from caisse.extranet.pages import FormDep, Page, PageDep, error_text, redirect, render
 from caisse.providers.stripe import simulate
-from caisse.providers.stripe.catalog import EVENT_DESCRIPTIONS, SUBSCRIBED_EVENT_TYPES
+from caisse.providers.stripe.catalog import SUBSCRIBED_EVENT_TYPES
 from caisse.providers.stripe.mapping import ORDER_METADATA_KEY, TENANT_METADATA_KEY
 from caisse.storage import models as m
 from caisse.tenants import credentials
@@ -45,7 +45,7 @@ def _page(page: Page, *, status: int = 200, **extra: Any) -> Response:
         "stripe.html",
         view=view,
         webhook_url=credentials.webhook_url(rt.settings.public_url, "stripe", page.user.tenant_id),
-        events=[(t, EVENT_DESCRIPTIONS[t]) for t in SUBSCRIBED_EVENT_TYPES],
+        events=[(t, page.t("stripe.event." + t)) for t in SUBSCRIBED_EVENT_TYPES],
         orders=orders,
         done=done,
         status=status,
@@ -78,7 +78,7 @@ def _save(page: Page, body: dict[str, Any]) -> None:
 
 
 def _failed(page: Page, exc: CaisseError, form: dict[str, str] | None = None) -> Response:
-    return _page(page, status=400, error=exc.message, param=exc.param, form=form or {})
+    return _page(page, status=400, error=exc, param=exc.param, form=form or {})
 
 
 @router.post("/settings/stripe")
@@ -154,9 +154,9 @@ def check_keys(page: PageDep, fields: FormDep) -> Response:
     if row is None or not sk:
         return _failed(page, NotFound("Save the Stripe keys first"))
     try:
-        account = page.rt.stripe(sk, row.provider_account_id).retrieve_account()
+        account = page.rt.stripe(sk, credentials.stripe_account_header(row)).retrieve_account()
     except CaisseError as exc:
-        return _page(page, check={"ok": False, "message": exc.message})
+        return _page(page, check={"ok": False, "message": error_text(page.lang, exc)})
     return _page(
         page,
         check={
@@ -199,7 +199,7 @@ async def send_test_event(page: PageDep, fields: FormDep) -> Response:
             raise InvalidRequest(f"{response.status_code} {message}".strip(), param="event_type")
         event_id = await run_in_threadpool(_stored_id, page, event["id"])
     except CaisseError as exc:
-        return _page(page, status=400, error=exc.message, param=exc.param)
+        return _page(page, status=400, error=exc, param=exc.param)
     order_id = fields.get("order_id", "")
     if fields.get("return") == "order" and order_id:
         return redirect(f"/ui/orders/{order_id}?sent={event_type}")

@@ -80,7 +80,7 @@ def save(page: PageDep, fields: FormDep) -> Response:
             )
     except CaisseError as exc:
         kept = {k: fields.get(k, "")[:2000] for k in KEPT_FIELDS}
-        return _page(page, status=400, error=exc.message, param=exc.param, form=kept)
+        return _page(page, status=400, error=exc, param=exc.param, form=kept)
     return redirect("/ui/settings/xsolla?done=saved")
 
 

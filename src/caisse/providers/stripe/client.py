@@ -191,12 +191,14 @@ class StripeGateway:
             )
         return token.to_dict()
 
-    def list_events(self, *, created_gt: int, limit: int = 100) -> list[dict[str, Any]]:
-        """Every event created after ``created_gt`` (Stripe keeps 30 days), oldest first."""
+    def list_events_page(
+        self, *, created_gt: int, starting_after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of events (newest first, as Stripe lists them) and whether more follow:
+        the caller pages with ``starting_after`` so that each request can be rate-limited."""
+        params: dict[str, Any] = {"created": {"gt": created_gt}, "limit": limit}
+        if starting_after:
+            params["starting_after"] = starting_after
         with translate_errors():
-            page = self._client.v1.events.list(
-                params={"created": {"gt": created_gt}, "limit": limit}
-            )
-            events = [e.to_dict() for e in page.auto_paging_iter()]
-        events.sort(key=lambda e: (int(e.get("created") or 0), str(e.get("id"))))
-        return events
+            page = self._client.v1.events.list(params=params)  # type: ignore[arg-type]
+            return [e.to_dict() for e in page.data], bool(page.has_more)

@@ -23,11 +23,13 @@ from caisse.domain.payments import ChargeSnapshot, DisputeSnapshot, PaymentSnaps
 from caisse.domain.states import DisputeStatus, PaymentStatus
 from caisse.errors import InvalidRequest
 from caisse.providers.base import AccountSnapshot, Interpretation, OrderLookup
+from caisse.providers.stripe.client import API_VERSION
 
 PROVIDER = "stripe"
 ORDER_METADATA_KEY = "caisse_order_id"
 TENANT_METADATA_KEY = "caisse_tenant_id"
 RELEASE_REFUND_REASON = "expired_uncaptured_charge"
+RELEASE_WITHOUT_REFUND_SINCE = "2025-03-31"  # basil: partial capture no longer makes a Refund
 
 
 def interpret(event: dict[str, Any]) -> Interpretation:
@@ -42,7 +44,7 @@ def interpret(event: dict[str, Any]) -> Interpretation:
     if kind == "payment_intent":
         return Interpretation("order", _lookup_from_pi(obj), (payment_snapshot(obj, observed),))
     if kind == "charge":
-        snaps = (charge_snapshot(obj, observed),)
+        snaps = (charge_snapshot(obj, observed, api_version=event.get("api_version")),)
         pi = _id(obj.get("payment_intent"))
         return Interpretation(
             "order",
@@ -71,18 +73,7 @@ def interpret(event: dict[str, Any]) -> Interpretation:
             "order", OrderLookup(provider_payment_id=pi), (dispute_snapshot(obj, observed),)
         )
     if kind == "account" and etype.startswith("account."):
-        req = obj.get("requirements") or {}
-        due = tuple(str(x) for x in (req.get("currently_due") or []) + (req.get("past_due") or []))
-        return Interpretation(
-            "account",
-            account=AccountSnapshot(
-                account_id=str(obj.get("id")),
-                charges_enabled=bool(obj.get("charges_enabled")),
-                payouts_enabled=bool(obj.get("payouts_enabled")),
-                requirements_due=due,
-                observed_at=observed,
-            ),
-        )
+        return Interpretation("account", account=account_snapshot(obj, observed))
     if etype == "account.application.deauthorized":
         account = event.get("account")
         return Interpretation(
@@ -96,6 +87,19 @@ def interpret(event: dict[str, Any]) -> Interpretation:
             ),
         )
     return Interpretation("record", note=f"{etype} is stored and shown; it changes no order")
+
+
+def account_snapshot(acct: dict[str, Any], observed: dt.datetime) -> AccountSnapshot:
+    """An Account object (an ``account.updated`` event's, or read with ``GET /v1/account``)."""
+    req = acct.get("requirements") or {}
+    due = tuple(str(x) for x in (req.get("currently_due") or []) + (req.get("past_due") or []))
+    return AccountSnapshot(
+        account_id=str(acct.get("id")),
+        charges_enabled=bool(acct.get("charges_enabled")),
+        payouts_enabled=bool(acct.get("payouts_enabled")),
+        requirements_due=due,
+        observed_at=observed,
+    )
 
 
 def payment_snapshot(pi: dict[str, Any], observed: dt.datetime) -> PaymentSnapshot:
@@ -123,21 +127,31 @@ def payment_snapshot(pi: dict[str, Any], observed: dt.datetime) -> PaymentSnapsh
     )
 
 
-def charge_snapshot(ch: dict[str, Any], observed: dt.datetime) -> ChargeSnapshot:
+def charge_snapshot(
+    ch: dict[str, Any], observed: dt.datetime, *, api_version: Any = None
+) -> ChargeSnapshot:
+    """``amount_refunded`` is cumulative; the ``refunds`` list is optional (API versions since
+    2022-11-15 leave it out unless expanded), so only the cumulative figure is relied on."""
     paid = bool(ch.get("paid")) and ch.get("status") == "succeeded"
     captured = bool(ch.get("captured", True))
     amount = int(ch.get("amount") or 0)
+    amount_captured = (
+        int(ch.get("amount_captured", amount if captured else 0) or 0) if paid and captured else 0
+    )
     refunds_list = ((ch.get("refunds") or {}).get("data") or []) if captured else []
     refunds = tuple(refund_snapshot(r, observed) for r in refunds_list if isinstance(r, dict))
+    refunded = int(ch.get("amount_refunded") or 0) if captured else 0
+    if amount_captured and _releases_as_refund(api_version):
+        # Before 2025-03-31 a partial capture released the rest as a refund counted in
+        # amount_refunded; the buyer got none of it back, since none of it was taken.
+        refunded = max(refunded - (amount - amount_captured), 0)
     return ChargeSnapshot(
         provider=PROVIDER,
         provider_charge_id=str(ch["id"]),
         provider_payment_id=_id(ch.get("payment_intent")),
         amount=amount,
-        amount_captured=int(ch.get("amount_captured", amount if captured else 0) or 0)
-        if paid and captured
-        else 0,
-        amount_refunded=int(ch.get("amount_refunded") or 0) if captured else 0,
+        amount_captured=amount_captured,
+        amount_refunded=refunded,
         currency=str(ch.get("currency") or ""),
         paid=paid,
         observed_at=observed,
@@ -185,6 +199,13 @@ def dispute_snapshot(dp: dict[str, Any], observed: dt.datetime) -> DisputeSnapsh
         amount_withdrawn=withdrawn,
         amount_reinstated=reinstated,
     )
+
+
+def _releases_as_refund(api_version: Any) -> bool:
+    """Whether this API version turned an uncaptured remainder into a Refund (before basil);
+    an object read by caisse itself has the pinned version."""
+    version = api_version if isinstance(api_version, str) and api_version else API_VERSION
+    return version[:10] < RELEASE_WITHOUT_REFUND_SINCE
 
 
 def _amount_received(pi: dict[str, Any], status: PaymentStatus) -> int:

@@ -27,9 +27,12 @@ caller only ever sees one generic answer. Every rejection raises :class:`StripeS
 with the same message; the precise cause is on ``.reason``, for logs only (Cellarion#451).
 A UTF-8 BOM is just bytes here: if signed, it verifies; refusing it is the JSON parser's job.
 
-The HMAC is computed here rather than with ``stripe.WebhookSignature._compute_signature`` because
-that private helper takes ``str`` and decodes the body first; the tests prove both agree byte for
-byte and that ``stripe.Webhook.construct_event`` accepts every header :func:`sign` makes.
+The HMAC comparison is the official SDK's own (``stripe.WebhookSignature.verify_header``, given the
+decoded body and the header in canonical form); caisse's stricter header policy runs before it and
+the two-sided time window after it, against caisse's clock. Only a body that is not UTF-8, which the
+SDK cannot take, is checked with a raw HMAC here, to tell a signed-but-broken body (400
+``InvalidRequest``) from an unsigned one (generic refusal). :func:`sign` computes the HMAC itself
+for tests and the simulator; the tests prove it agrees with the SDK byte for byte.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
+
+import stripe
 
 from caisse.errors import InvalidRequest, SignatureInvalid
 
@@ -214,10 +219,19 @@ def verify(
         raise StripeSignatureInvalid(Reason.NO_SECRETS)
 
     timestamp, signatures = _parse_header(header)
-    signed_payload = b"%d." % timestamp + payload
-    expected = [_hmac_hex(key, signed_payload) for key in keys]
-    # compare_digest on ASCII str (guaranteed above) never raises, whatever the length or case.
-    if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        # The SDK signs the decoded text, so it cannot judge these bytes; the raw HMAC says
+        # whether the sender knew a secret (then the body is a plain 400), or not (generic).
+        signed_payload = b"%d." % timestamp + payload
+        expected = [_hmac_hex(key, signed_payload) for key in keys]
+        if any(hmac.compare_digest(e, s) for e in expected for s in signatures):
+            raise InvalidRequest("The request body is not valid UTF-8.")
+        raise StripeSignatureInvalid(Reason.NO_MATCHING_SIGNATURE)
+    if not _sdk_verifies(text, timestamp, signatures, keys):
         raise StripeSignatureInvalid(Reason.NO_MATCHING_SIGNATURE)
 
     if now - timestamp > tolerance:
@@ -225,10 +239,22 @@ def verify(
     if timestamp - now > future_skew:
         raise StripeSignatureInvalid(Reason.TIMESTAMP_IN_FUTURE)
 
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not valid UTF-8.") from None
+
+def _sdk_verifies(text: str, timestamp: int, signatures: list[str], keys: Sequence[str]) -> bool:
+    """The HMAC check itself is the official SDK's (``WebhookSignature.verify_header``).
+
+    It is handed the header in canonical form (what :func:`_parse_header` accepted, without the
+    proxy whitespace the SDK would not strip), and no tolerance: the time window is checked by
+    :func:`verify` against caisse's clock, in both directions.
+    """
+    canonical = f"t={timestamp}," + ",".join(f"{_SCHEME}={s}" for s in signatures)
+    for key in keys:
+        try:
+            stripe.WebhookSignature.verify_header(text, canonical, key, tolerance=None)
+        except stripe.SignatureVerificationError:
+            continue
+        return True
+    return False
 
 
 def sign(

@@ -34,11 +34,18 @@ https://xsolla.redocly.app/api/pay-station/reports/find-transactions-fast.md . X
 numeric rate limit for these calls; see ``providers/xsolla/ratelimit.py``.
 
 Errors are translated here and nowhere else: an Xsolla 4xx raises :class:`XsollaRejected` (a
-:class:`~caisse.errors.ProviderRejected` carrying Xsolla's HTTP status and ``errorCode``), a 5xx or
-a network failure :class:`~caisse.errors.ProviderUnavailable`, a timeout
-:class:`~caisse.errors.ProviderTimeout`, and a 2xx answer that is not what the API documents a
-plain :class:`~caisse.errors.ProviderError`. The API key is never logged, never put in a message,
-and httpx exceptions are not chained (their request objects carry the ``Authorization`` header).
+:class:`~caisse.errors.ProviderRejected` carrying Xsolla's HTTP status and ``errorCode``; a 429 is
+its subclass :class:`XsollaThrottled`, with Xsolla's ``Retry-After``), a 5xx or a network failure
+:class:`~caisse.errors.ProviderUnavailable`, a timeout :class:`~caisse.errors.ProviderTimeout`,
+and a 2xx answer that is not what the API documents a plain :class:`~caisse.errors.ProviderError`.
+
+``timeout`` is one **total** deadline per call (connect, send, wait, read the whole body), not
+httpx's per-phase timeout: a server trickling its answer a byte at a time cannot hold a request
+for longer. The player endpoint relies on it: its idempotency claim goes stale after 30 s, and
+the call must be over long before (see ``caisse.xsolla.players``).
+
+The API key is never logged, never put in a message, and httpx exceptions are not chained (their
+request objects carry the ``Authorization`` header).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeGuard
 from urllib.parse import urlencode
 
+import anyio
 import httpx
 
 from caisse.errors import (
@@ -67,6 +75,7 @@ API_VERSION: Final = "2.0.0"
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MERCHANT_API_BASE: Final = "https://api.xsolla.com"
 SEARCH_PAGE: Final = 100
+MAX_RETRY_AFTER: Final = 60
 _PROJECT_RE = re.compile(r"[0-9]{1,12}")
 _MAX_MESSAGE = 200
 
@@ -78,6 +87,17 @@ class XsollaRejected(ProviderRejected):
         super().__init__(message)
         self.status_code = status_code
         self.error_code = error_code
+
+
+class XsollaThrottled(XsollaRejected):
+    """Xsolla answered 429: a transient refusal (503 to our caller, never a permanent one);
+    ``retry_after`` is Xsolla's ``Retry-After`` in seconds (1–60), or None."""
+
+    code = "provider_rate_limited"
+
+    def __init__(self, message: str, *, error_code: int | None, retry_after: int | None) -> None:
+        super().__init__(message, status_code=429, error_code=error_code)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +197,7 @@ class XsollaClient:
         self._merchant_base = (merchant_api_base or DEFAULT_MERCHANT_API_BASE).rstrip("/")
         self._own_http = http is None
         self._http = http or httpx.AsyncClient()
+        self.deadline = timeout
         self._timeout = httpx.Timeout(timeout)
 
     async def aclose(self) -> None:
@@ -201,12 +222,14 @@ class XsollaClient:
         country: str | None = None,
         language: str | None = None,
         custom_parameters: Mapping[str, str | int | bool] | None = None,
+        deadline: float | None = None,
     ) -> TokenResult:
         """Create an Xsolla order for one catalogue SKU and return its Pay Station token.
 
         ``external_id`` (our order id) goes into ``settings.external_id`` and comes back in the
         payment's ``transaction.external_id``. ``sandbox`` is a server setting, never the
-        client's choice. Pass ``user_ip`` (sent as ``X-User-Ip``) or ``country``.
+        client's choice. Pass ``user_ip`` (sent as ``X-User-Ip``) or ``country``. ``deadline``
+        shortens the client's total deadline for this call (never lengthens it).
         """
         project = _project(project_id)
         user: dict[str, Any] = {"id": {"value": user_id}}
@@ -233,7 +256,9 @@ class XsollaClient:
         if user_ip:
             headers["X-User-Ip"] = user_ip
         url = f"{self._base}/api/v3/project/{project}/admin/payment/token"
-        doc = await self._call("POST", url, json_body=body, headers=headers, secret=api_key)
+        doc = await self._call(
+            "POST", url, json_body=body, headers=headers, secret=api_key, deadline=deadline
+        )
         token = doc.get("token")
         order_id = doc.get("order_id")
         if not isinstance(token, str) or not token or not _is_int(order_id):
@@ -365,8 +390,11 @@ class XsollaClient:
         json_body: Any,
         headers: dict[str, str],
         secret: str,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        doc = await self._request(method, url, json_body=json_body, headers=headers, secret=secret)
+        doc = await self._request(
+            method, url, json_body=json_body, headers=headers, secret=secret, deadline=deadline
+        )
         if not isinstance(doc, dict):
             raise ProviderError("Xsolla returned a JSON body that is not an object")
         return doc
@@ -379,16 +407,20 @@ class XsollaClient:
         json_body: Any,
         headers: dict[str, str],
         secret: str,
+        deadline: float | None = None,
     ) -> Any:
+        total = self.deadline if deadline is None else min(deadline, self.deadline)
         try:
-            response = await self._http.request(
-                method,
-                url,
-                json=json_body,
-                headers={"Accept": "application/json", **headers},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException:
+            # One deadline for the whole exchange; httpx's own timeout is per phase.
+            with anyio.fail_after(max(total, 0.0)):
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers={"Accept": "application/json", **headers},
+                    timeout=self._timeout,
+                )
+        except (TimeoutError, httpx.TimeoutException):
             raise ProviderTimeout("Xsolla did not answer in time") from None
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(
@@ -401,6 +433,12 @@ class XsollaClient:
             code, text = _error_details(response)
             detail = f": {_scrub(text, secret, headers)}" if text else ""
             suffix = f", error {code}" if code is not None else ""
+            if status == 429:
+                raise XsollaThrottled(
+                    f"Xsolla is rate limiting these calls (HTTP 429{suffix})",
+                    error_code=code,
+                    retry_after=_retry_after(response.headers.get("retry-after")),
+                )
             raise XsollaRejected(
                 f"Xsolla refused the request (HTTP {status}{suffix}){detail}",
                 status_code=status,
@@ -419,6 +457,13 @@ def _project(project_id: int | str, *, param: str = "project_id") -> str:
     if isinstance(project_id, bool) or not _PROJECT_RE.fullmatch(value):
         raise InvalidRequest(f"Xsolla {param.replace('_', ' ')}s are integers", param=param)
     return value
+
+
+def _retry_after(value: str | None) -> int | None:
+    """Seconds from a ``Retry-After`` header (delta form only), clamped to 1–60."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(max(int(value.strip()), 1), MAX_RETRY_AFTER)
 
 
 def _basic(project: str, api_key: str) -> str:

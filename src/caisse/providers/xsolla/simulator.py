@@ -190,6 +190,7 @@ class SimulatorState:
         self.orders: dict[int, SimOrder] = {}
         self.requests: list[RecordedRequest] = []
         self.delay: float = 0.0
+        self.retry_after: int | None = None  # sent as Retry-After with a simulated 429
         self._failures: list[int] = []
         self._next_order = 100_001
         self._next_transaction = 2_100_000_001
@@ -842,7 +843,10 @@ def create_simulator_app(state: SimulatorState) -> Starlette:
             await anyio.sleep(state.delay)
         failure = state.take_failure()
         if failure is not None:
-            return body, _error(failure, 0, "Simulated failure")
+            fault = _error(failure, 0, "Simulated failure")
+            if failure == 429 and state.retry_after is not None:
+                fault.headers["Retry-After"] = str(state.retry_after)
+            return body, fault
         return body, None
 
     def project_for(request: Request) -> SimProject | None:

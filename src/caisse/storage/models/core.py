@@ -88,7 +88,19 @@ class ProviderAccount(Base):
     """A tenant's credentials for one provider in one environment; secrets are encrypted."""
 
     __tablename__ = "provider_accounts"
-    __table_args__ = (UniqueConstraint("tenant_id", "environment", "provider"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "environment", "provider"),
+        # A Stripe account belongs to one tenant per environment: Connect events are routed
+        # by it, so a second tenant claiming it would receive the first one's payments.
+        Index(
+            "uq_provider_accounts_stripe_account",
+            "environment",
+            "provider_account_id",
+            unique=True,
+            sqlite_where=text("provider = 'stripe'"),
+            postgresql_where=text("provider = 'stripe'"),
+        ),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     environment: Mapped[str] = mapped_column(ENV)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import exists, select
+from sqlalchemy import select
 
 from caisse.delivery import endpoints as svc
 from caisse.delivery import outbox
@@ -133,7 +133,8 @@ def replay(endpoint_id: str, body: ReplayIn, rt: RuntimeDep, caller: CallerDep) 
 
 @router.get(
     "/v1/endpoints/{endpoint_id}/deliveries",
-    summary="Deliveries to an endpoint, newest first, each with every attempt",
+    summary="Deliveries to an endpoint, newest first, each with every attempt "
+    "(the first 1 KiB of each answer)",
 )
 def list_deliveries(
     endpoint_id: str,
@@ -171,11 +172,15 @@ def _delivery(s: Any, caller: Any, delivery_id: str) -> m.Delivery:
     return row  # type: ignore[no-any-return]
 
 
-@router.get("/v1/deliveries/{delivery_id}", summary="One delivery with every attempt")
+@router.get(
+    "/v1/deliveries/{delivery_id}",
+    summary="One delivery with every attempt (the whole kept answer, 64 KiB at most)",
+)
 def get_delivery(delivery_id: str, rt: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     with rt.db.read() as s:
         row = _delivery(s, caller, delivery_id)
-        return outbox.delivery_view(row, outbox.attempts_for(s, [row.id])[row.id])
+        attempts = outbox.attempts_for(s, [row.id])[row.id]
+        return outbox.delivery_view(row, attempts, full_response=True)
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", summary="Try a delivery again now")
@@ -211,20 +216,19 @@ def list_messages(
     ending_before: str | None = None,
     type: str | None = None,
     order_id: str | None = None,
+    endpoint_id: str | None = None,
     undelivered: bool = False,
 ) -> dict[str, Any]:
-    """``undelivered=true``: messages with at least one delivery not (yet) delivered."""
-    stmt = select(m.Message).where(
-        m.Message.tenant_id == caller.tenant_id, m.Message.environment == caller.environment
-    )
+    """``undelivered=true``: messages never delivered (a delivery not yet delivered, or none
+    at all); with ``endpoint_id``, the messages meant for that endpoint that it has not
+    received, those missed while it was disabled included."""
+    with rt.db.read() as s:
+        endpoint = svc.get_endpoint(s, caller, endpoint_id) if endpoint_id else None
+    stmt = outbox.messages_query(caller, endpoint=endpoint, undelivered=undelivered)
     if type:
         stmt = stmt.where(m.Message.type == type)
     if order_id:
         stmt = stmt.where(m.Message.order_id == order_id)
-    if undelivered:
-        stmt = stmt.where(
-            exists().where(m.Delivery.message_id == m.Message.id, m.Delivery.status != "delivered")
-        )
     with rt.db.read() as s:
         rows, more = page(
             s, stmt, m.Message.id, limit=limit, starting_after=starting_after,

@@ -16,11 +16,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from starlette.responses import Response
 
 from caisse import errors as e
-from caisse.catalog.services import public_view
+from caisse.catalog.services import public_page, public_view
 from caisse.providers.xsolla import webhooks as wh
 from caisse.storage import models as m
 from caisse.storage.pagination import listing, page
@@ -68,14 +67,14 @@ def _services(request: Request) -> XsollaServices:
 async def _player(
     request: Request, tenant_id: str, mode: str | None
 ) -> tuple[XsollaAccount, players.Player]:
+    """The token first (401 before anything about the tenant is revealed), then the account."""
     rt = request.app.state.runtime
-    account = await anyio.to_thread.run_sync(
-        players.load_account, rt, tenant_id, players.check_mode(mode)
+    environment = players.check_mode(mode)
+    identity = await players.identify(
+        _services(request).verifier, request.headers.get("authorization"), environment
     )
-    player = await players.authenticate(
-        _services(request).verifier, request.headers.get("authorization"), account
-    )
-    return account, player
+    account = await anyio.to_thread.run_sync(players.load_account, rt, tenant_id, environment)
+    return account, players.bind(identity, account)
 
 
 @router.get("/v1/xsolla/{tenant_id}/catalog", summary="The public catalogue for game clients")
@@ -84,16 +83,17 @@ def public_catalog(
     rt: RuntimeDep,
     mode: ModeQuery = None,
     limit: Annotated[int | None, Query()] = None,
-    starting_after: str | None = None,
+    starting_after: Annotated[
+        str | None, Query(description="The last SKU of the previous page (SKUs ascend)")
+    ] = None,
 ) -> dict[str, Any]:
     environment = players.check_mode(mode)
     with rt.db.read() as s:
         if s.get(m.Tenant, tenant_id) is None:
             raise e.NotFound("No such tenant", param="tenant_id")
-        stmt = select(m.CatalogItem).where(
-            m.CatalogItem.tenant_id == tenant_id, m.CatalogItem.environment == environment
+        rows, more = public_page(
+            s, tenant_id, environment, limit=limit, starting_after=starting_after
         )
-        rows, more = page(s, stmt, m.CatalogItem.id, limit=limit, starting_after=starting_after)
         data = [{"object": "catalog_item", **public_view(r)} for r in rows]
     return listing(f"/v1/xsolla/{tenant_id}/catalog", data, more)
 
@@ -251,3 +251,36 @@ async def xsolla_callback(request: Request) -> Response:
         return Response(status_code=204)
     assert verdict.code is not None
     return JSONResponse(wh.error_body(verdict.code, verdict.message), status_code=400)
+
+
+CALLBACK_DOC: dict[str, Any] = {
+    "post": {
+        "tags": ["callbacks"],
+        "summary": "Xsolla webhook receiver (sandbox = test, or live: the notification's marker)",
+        "description": "Answered in the request, after the commit; see docs/xsolla.md.",
+        "parameters": [
+            {"name": "tenant_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "Authorization",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Signature [0-9a-fA-F]{40}$"},
+                "description": "Signature <sha1(raw body + webhook secret)>",
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "responses": {
+            "204": {"description": "Applied, recorded, or already applied"},
+            "400": {
+                "description": "INVALID_SIGNATURE, INVALID_PARAMETER, INVALID_USER, "
+                "INCORRECT_AMOUNT or INCORRECT_INVOICE (Xsolla does not retry)"
+            },
+            "404": {"description": "Unknown tenant"},
+            "413": {"description": "Body over 1 MiB"},
+            "500": {"description": "Transient fault; Xsolla retries"},
+        },
+    }
+}

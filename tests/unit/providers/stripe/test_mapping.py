@@ -424,3 +424,31 @@ def test_an_account_object_outside_account_events_is_recorded() -> None:
     raw["type"] = "capability.updated"
     got = interpret(raw)
     assert (got.handling, got.account) == ("record", None)
+
+
+def test_a_charge_without_its_refunds_list_is_read_from_amount_refunded() -> None:
+    """API versions since 2022-11-15 omit ``refunds`` unless expanded: the total is enough."""
+    raw = json.loads(
+        (FIXTURES / "variants" / "charge.refunded.without_refunds_list.json").read_text("utf-8")
+    )
+    assert "refunds" not in raw["data"]["object"]
+    snap = only(interpret(raw))
+    assert (snap.amount_captured, snap.amount_refunded, snap.refunds) == (2000, 700, ())
+
+
+@pytest.mark.parametrize(
+    ("api_version", "refunded"),
+    [
+        ("2024-06-20", 0),  # the remainder was released as a Refund counted in amount_refunded
+        (None, 0),  # read through the API: caisse's pinned version
+        ("2025-03-31.basil", 800),  # basil: no Refund for the remainder, all 800 is real
+    ],
+)
+def test_a_partial_capture_release_is_no_refund(api_version: str | None, refunded: int) -> None:
+    raw = event("charge.captured")
+    raw["api_version"] = api_version
+    obj = raw["data"]["object"]
+    obj.update({"amount_captured": 1200, "amount_refunded": 800})
+    obj.pop("refunds", None)
+    snap = only(interpret(raw))
+    assert (snap.amount, snap.amount_captured, snap.amount_refunded) == (2000, 1200, refunded)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date (regenerated): 2026-11-22 05:09:52.166548
+Create Date (regenerated): 2026-12-04 03:01:41.568607
 """
 
 from __future__ import annotations
@@ -445,6 +445,13 @@ def upgrade() -> None:
             batch_op.f("ix_provider_accounts_provider_account_id"),
             ["provider_account_id"],
             unique=False,
+        )
+        batch_op.create_index(
+            "uq_provider_accounts_stripe_account",
+            ["environment", "provider_account_id"],
+            unique=True,
+            sqlite_where=sa.text("provider = 'stripe'"),
+            postgresql_where=sa.text("provider = 'stripe'"),
         )
 
     op.create_table(
@@ -931,6 +938,11 @@ def downgrade() -> None:
 
     op.drop_table("users")
     with op.batch_alter_table("provider_accounts", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_provider_accounts_stripe_account",
+            sqlite_where=sa.text("provider = 'stripe'"),
+            postgresql_where=sa.text("provider = 'stripe'"),
+        )
         batch_op.drop_index(batch_op.f("ix_provider_accounts_provider_account_id"))
 
     op.drop_table("provider_accounts")
