@@ -13,7 +13,6 @@ and one SKU; the player gets a Pay Station token from caisse's real endpoint; th
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import secrets
 import time
@@ -25,10 +24,7 @@ from typing import Any
 import anyio
 import httpx
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -37,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from caisse.auth.selfsigned import self_signed_certificate
 from caisse.providers.xsolla.simulator import (
     SimProject,
     SimulatorState,
@@ -79,22 +76,6 @@ class XsollaWorld:
         return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": KID})
 
 
-def _certificate(private: rsa.RSAPrivateKey) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "caisse demo securetoken")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(private, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
 def _certs_app(pem: str) -> Starlette:
     """Google's x509 endpoint for the demo key: ``{kid: PEM}``, cached an hour."""
     body = json.dumps({KID: pem})
@@ -121,7 +102,8 @@ def xsolla_peers(serve: Any) -> Iterator[XsollaWorld]:
     world = XsollaWorld(SimulatorState([project]), project, private)
     with contextlib.ExitStack() as stack:
         world.sim_url = stack.enter_context(serve(create_simulator_app(world.state)))
-        world.certs_url = stack.enter_context(serve(_certs_app(_certificate(private)))) + "/certs"
+        pem = self_signed_certificate(private, common_name="caisse demo securetoken")
+        world.certs_url = stack.enter_context(serve(_certs_app(pem))) + "/certs"
         yield world
 
 

@@ -4,22 +4,21 @@ Google's x509 document (``{kid: PEM}``) by a loopback app, and tokens signed wit
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+from caisse.auth.selfsigned import self_signed_certificate
 
 
 @dataclass
@@ -37,21 +36,7 @@ class KeyPair:
 
 def make_key(kid: str) -> KeyPair:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")]
-    )
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(private, hashes.SHA256())
-    )
-    return KeyPair(kid, private, cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+    return KeyPair(kid, private, self_signed_certificate(private))
 
 
 @dataclass

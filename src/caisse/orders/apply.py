@@ -27,7 +27,7 @@ def apply_snapshots(
 ) -> list[DomainEvent]:
     """Apply, save with the version guard, write timeline and partner messages; returns the
     domain events (empty when the snapshots changed nothing)."""
-    row, order = order_store.load(s, order_id, for_update=True)
+    row, order, rows = order_store.load_rows(s, order_id, for_update=True)
     events: list[DomainEvent] = []
     for snap in snapshots:
         if isinstance(snap, PaymentSnapshot):
@@ -47,11 +47,13 @@ def apply_snapshots(
             )
     changed = list(events)
     timeline = [cause, *events] if events else [DomainEvent("event.no_change", dict(cause.data))]
-    partner = order_store.save(s, row, order, timeline, now=now, source_event_id=source_event_id)
+    partner = order_store.save(
+        s, row, order, timeline, now=now, source_event_id=source_event_id, rows=rows
+    )
     if partner:
         s.flush()
         s.refresh(row)
-        view = order_view(s, row)
+        view = order_view(s, row, rows=rows)
         for msg in partner:
             data = {"order": view, **({"details": msg.data} if msg.data else {})}
             messages.record(

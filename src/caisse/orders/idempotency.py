@@ -146,6 +146,12 @@ def note_progress(
     row.response = _seal(box, progress)
 
 
+def renew(session: Session, caller: Caller, scope: str, key: str, *, now: dt.datetime) -> None:
+    """Take over a claim being resumed: in progress again, for this request, from ``now``. The
+    row is locked by :func:`claim` in the caller's transaction, so only one retry wins."""
+    _row(session, caller, scope, key).created_at = now
+
+
 def finish(
     session: Session,
     caller: Caller,

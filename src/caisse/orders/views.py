@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from caisse.crypto import SecretBox
 from caisse.invoices.views import order_documents
 from caisse.storage import models as m
+from caisse.storage.orders import OrderRows, child_rows
 
 
 def _ts(value: Any) -> int | None:
@@ -17,13 +17,18 @@ def _ts(value: Any) -> int | None:
 
 
 def order_view(
-    session: Session, row: m.Order, *, box: SecretBox | None = None, secrets: bool = False
+    session: Session,
+    row: m.Order,
+    *,
+    box: SecretBox | None = None,
+    secrets: bool = False,
+    rows: OrderRows | None = None,
 ) -> dict[str, Any]:
     """The order with its payments, refunds and disputes. ``secrets`` adds the PaymentIntent's
-    client secret, which only the tenant's own API calls receive (never partners)."""
-    payments = session.scalars(select(m.Payment).where(m.Payment.order_id == row.id)).all()
-    refunds = session.scalars(select(m.Refund).where(m.Refund.order_id == row.id)).all()
-    disputes = session.scalars(select(m.Dispute).where(m.Dispute.order_id == row.id)).all()
+    client secret, which only the tenant's own API calls receive (never partners). ``rows``:
+    the child rows already at hand in this transaction (else read)."""
+    rows = rows or child_rows(session, row.id)
+    payments, refunds, disputes = rows.payments, rows.refunds, rows.disputes
     invoice, credit_notes = order_documents(session, row.id)
     payment: dict[str, Any] = {
         "provider": row.provider,

@@ -8,6 +8,7 @@ against the fresh state. On PostgreSQL ``load(for_update=True)`` also takes the 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,12 +22,39 @@ from caisse.errors import Conflict
 from caisse.storage import models as m
 
 
+@dataclass(slots=True)
+class OrderRows:
+    """An order's child rows as read by :func:`load_rows`, kept so that the save and the view
+    that follow in the same transaction need not read them again (:func:`save` adds the rows
+    it creates)."""
+
+    payments: list[m.Payment]
+    refunds: list[m.Refund]
+    disputes: list[m.Dispute]
+
+
+def child_rows(session: Session, order_id: str) -> OrderRows:
+    return OrderRows(
+        list(session.scalars(select(m.Payment).where(m.Payment.order_id == order_id))),
+        list(session.scalars(select(m.Refund).where(m.Refund.order_id == order_id))),
+        list(session.scalars(select(m.Dispute).where(m.Dispute.order_id == order_id))),
+    )
+
+
 def load(session: Session, order_id: str, *, for_update: bool = False) -> tuple[m.Order, Order]:
+    row, order, _ = load_rows(session, order_id, for_update=for_update)
+    return row, order
+
+
+def load_rows(
+    session: Session, order_id: str, *, for_update: bool = False
+) -> tuple[m.Order, Order, OrderRows]:
     stmt = select(m.Order).where(m.Order.id == order_id)
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).scalar_one()
-    return row, to_domain(session, row)
+    rows = child_rows(session, row.id)
+    return row, to_domain(session, row, rows), rows
 
 
 def find_by_payment(session: Session, provider: str, provider_payment_id: str) -> str | None:
@@ -45,7 +73,7 @@ def find_by_payment_record(session: Session, provider: str, payment_id: str) -> 
     ).scalar_one_or_none()
 
 
-def to_domain(session: Session, row: m.Order) -> Order:
+def to_domain(session: Session, row: m.Order, rows: OrderRows | None = None) -> Order:
     order = Order(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -60,7 +88,8 @@ def to_domain(session: Session, row: m.Order) -> Order:
         refunds_observed_at=row.refunds_observed_at,
         paid_at=row.paid_at,
     )
-    for p in session.scalars(select(m.Payment).where(m.Payment.order_id == row.id)):
+    rows = rows or child_rows(session, row.id)
+    for p in rows.payments:
         order.payments.append(
             PaymentRecord(
                 p.provider,
@@ -75,13 +104,13 @@ def to_domain(session: Session, row: m.Order) -> Order:
                 p.observed_at,
             )
         )
-    for r in session.scalars(select(m.Refund).where(m.Refund.order_id == row.id)):
+    for r in rows.refunds:
         order.refunds.append(
             RefundRecord(
                 r.provider, r.provider_refund_id, r.amount, r.status, r.reason, r.observed_at
             )
         )
-    for d in session.scalars(select(m.Dispute).where(m.Dispute.order_id == row.id)):
+    for d in rows.disputes:
         order.disputes.append(
             DisputeRecord(
                 d.provider,
@@ -106,9 +135,11 @@ def save(
     *,
     now: dt.datetime,
     source_event_id: str | None = None,
+    rows: OrderRows | None = None,
 ) -> list[DomainEvent]:
     """Persist the aggregate, its timeline rows and its partner messages in the caller's
-    transaction; returns the partner messages written."""
+    transaction; returns the partner messages written. ``rows``: the child rows as loaded
+    (else read again)."""
     result = session.execute(
         update(m.Order)
         .where(m.Order.id == row.id, m.Order.version == row.version)
@@ -128,7 +159,7 @@ def save(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"Order {row.id} changed concurrently")
     session.expire(row)
-    _sync_children(session, row.id, order)
+    _sync_children(session, row.id, order, rows or child_rows(session, row.id))
     messages: list[DomainEvent] = []
     for ev in events:
         session.add(
@@ -145,11 +176,8 @@ def save(
     return messages
 
 
-def _sync_children(session: Session, order_id: str, order: Order) -> None:
-    existing_p = {
-        (p.provider, p.provider_payment_id): p
-        for p in session.scalars(select(m.Payment).where(m.Payment.order_id == order_id))
-    }
+def _sync_children(session: Session, order_id: str, order: Order, rows: OrderRows) -> None:
+    existing_p = {(p.provider, p.provider_payment_id): p for p in rows.payments}
     for rec in order.payments:
         p = existing_p.get((rec.provider, rec.provider_payment_id))
         if p is None:
@@ -160,6 +188,7 @@ def _sync_children(session: Session, order_id: str, order: Order) -> None:
                 provider_payment_id=rec.provider_payment_id,
             )
             session.add(p)
+            rows.payments.append(p)
         _copy(
             p,
             rec,
@@ -174,10 +203,7 @@ def _sync_children(session: Session, order_id: str, order: Order) -> None:
                 "observed_at",
             ),
         )
-    existing_r = {
-        r.provider_refund_id: r
-        for r in session.scalars(select(m.Refund).where(m.Refund.order_id == order_id))
-    }
+    existing_r = {r.provider_refund_id: r for r in rows.refunds}
     for rr in order.refunds:
         r = existing_r.get(rr.provider_refund_id)
         if r is None:
@@ -188,11 +214,9 @@ def _sync_children(session: Session, order_id: str, order: Order) -> None:
                 provider_refund_id=rr.provider_refund_id,
             )
             session.add(r)
+            rows.refunds.append(r)
         _copy(r, rr, ("amount", "status", "reason", "observed_at"))
-    existing_d = {
-        d.provider_dispute_id: d
-        for d in session.scalars(select(m.Dispute).where(m.Dispute.order_id == order_id))
-    }
+    existing_d = {d.provider_dispute_id: d for d in rows.disputes}
     for dr in order.disputes:
         d = existing_d.get(dr.provider_dispute_id)
         if d is None:
@@ -203,6 +227,7 @@ def _sync_children(session: Session, order_id: str, order: Order) -> None:
                 provider_dispute_id=dr.provider_dispute_id,
             )
             session.add(d)
+            rows.disputes.append(d)
         _copy(
             d,
             dr,

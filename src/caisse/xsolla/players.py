@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio.to_thread
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from caisse import ids
@@ -230,21 +230,6 @@ def _call_budget(rt: Runtime, claimed_at: dt.datetime | None) -> float:
     return left.total_seconds()
 
 
-def _renew_claim(s: Session, caller: Caller, scope: str, key: str, now: dt.datetime) -> None:
-    """Take over a stale claim: it is in progress again, for this request, from ``now``. The
-    claim row is locked by ``idempotency.claim`` in this transaction, so only one retry wins."""
-    s.execute(
-        update(m.IdempotencyKey)
-        .where(
-            m.IdempotencyKey.tenant_id == caller.tenant_id,
-            m.IdempotencyKey.environment == caller.environment,
-            m.IdempotencyKey.scope == scope,
-            m.IdempotencyKey.key == key,
-        )
-        .values(created_at=now)
-    )
-
-
 def _prepare(
     rt: Runtime,
     account: XsollaAccount,
@@ -261,7 +246,7 @@ def _prepare(
             order_id = str(claim.replay[1]["order_id"])
             return _Prepared(order_id, replay=(claim.replay[0], token_view(s, rt, order_id)))
         if claim.resume is not None:
-            _renew_claim(s, caller, scope, key, now)
+            idempotency.renew(s, caller, scope, key, now=now)
             order_id = str(claim.resume["order_id"])
             xo = s.get(m.XsollaOrder, order_id)
             if xo is not None:

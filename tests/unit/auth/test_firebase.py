@@ -19,10 +19,8 @@ import anyio
 import httpx
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from caisse.auth.firebase import FirebaseIdentity, FirebaseVerifier, KeysUnavailable
+from caisse.auth.selfsigned import self_signed_certificate
 from caisse.clock import FrozenClock
 from caisse.errors import AuthenticationError
 
@@ -49,20 +48,7 @@ class KeyPair:
 
 def make_key(kid: str) -> KeyPair:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "securetoken.system.gserviceaccount.com")]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .sign(private, hashes.SHA256())
-    )
-    return KeyPair(kid, private, cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+    return KeyPair(kid, private, self_signed_certificate(private, now=NOW))
 
 
 @pytest.fixture(scope="module")
