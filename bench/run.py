@@ -96,7 +96,7 @@ def deliveries_section(results: list[dict[str, Any]]) -> list[str]:
         "delivery not arrived 15 s after the last post is *missed* and ranks slower than every "
         "arrival (a percentile it reaches is shown as —).",
         "",
-        "What limits them on this machine: processing one paid event costs about 6 ms of CPU "
+        "What limits them on this machine: processing one paid event costs 6 to 8 ms of CPU "
         "(some 27 ORM statements: load, state change, timeline, message, fan-out, invoice "
         "job), a delivery about 1 ms and an invoice 6 to 10 ms, so 200 paid orders a second "
         "ask for more than the two cores that the load generator, the receiver and the "
