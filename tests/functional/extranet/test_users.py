@@ -7,18 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from tests.conftest import make_settings
 from tests.support.api import drain
 from tests.support.extranet import csrf_of, login, new_user
-from tests.support.servers import free_port
+from tests.support.smtp import Recorder, smtp_server
 
 from caisse.clock import FrozenClock
 from caisse.config import Secret, Settings
@@ -29,30 +26,15 @@ NO_REDIRECT = {"follow_redirects": False}
 _LINK = re.compile(r"https?://[^\s\"<]+/ui/invite/[A-Za-z0-9_-]+")
 
 
-class Mailbox:
-    """What the SMTP server accepted."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 Message accepted"
+@pytest.fixture
+def mailbox() -> Iterator[Recorder]:
+    with smtp_server() as recorder:
+        yield recorder
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    box.port = controller.port  # type: ignore[attr-defined]
-    yield box
-    controller.stop()
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str, mailbox: Mailbox) -> Settings:
-    url = f"smtp://127.0.0.1:{mailbox.port}"  # type: ignore[attr-defined]
+def settings(tmp_path: Path, db_url: str, mailbox: Recorder) -> Settings:
+    url = f"smtp://127.0.0.1:{mailbox.port}"
     return make_settings(
         tmp_path, db_url, smtp_url=Secret(url), mail_from="Caisse <no-reply@caisse.example>"
     )
