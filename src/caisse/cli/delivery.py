@@ -65,19 +65,11 @@ def _endpoint_table(views: list[dict[str, Any]]) -> Table:
 @endpoints_app.command("list")
 def endpoints_list(tenant: TenantOpt, env: EnvOpt = "test", as_json: JsonOpt = False) -> None:
     """List a tenant's endpoints of one environment."""
-    from sqlalchemy import select
-
     from caisse.delivery import endpoints as svc
-    from caisse.storage import models as m
 
     caller = _caller(tenant, env)
     with runtime() as rt, errors(), rt.db.read() as s:
-        rows = s.scalars(
-            select(m.Endpoint)
-            .where(m.Endpoint.tenant_id == caller.tenant_id)
-            .where(m.Endpoint.environment == caller.environment)
-            .order_by(m.Endpoint.id)
-        ).all()
+        rows = svc.list_endpoints(s, caller, newest_first=False)
         views = [svc.endpoint_view(r, rt.box, rt.clock.now()) for r in rows]
     print_json(views) if as_json else out.print(_endpoint_table(views))
 

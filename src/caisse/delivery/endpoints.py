@@ -154,6 +154,24 @@ def get_endpoint(
     return row
 
 
+def list_endpoints(
+    session: Session, caller: Caller, *, newest_first: bool = True
+) -> list[m.Endpoint]:
+    """Every partner endpoint of the caller's environment (a handful per merchant: no paging;
+    the API's paginated list is ``GET /v1/endpoints``)."""
+    order = m.Endpoint.id.desc() if newest_first else m.Endpoint.id
+    return list(
+        session.scalars(
+            select(m.Endpoint)
+            .where(
+                m.Endpoint.tenant_id == caller.tenant_id,
+                m.Endpoint.environment == caller.environment,
+            )
+            .order_by(order)
+        )
+    )
+
+
 def create_endpoint(
     session: Session,
     box: SecretBox,

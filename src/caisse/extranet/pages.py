@@ -160,6 +160,21 @@ async def checked_form(request: Request, page: PageDep) -> dict[str, str]:
 FormDep = Annotated[dict[str, str], Depends(checked_form)]
 
 
+async def checked_login_form(request: Request) -> dict[str, str]:
+    """The posted fields of a form shown before any session (login, accepting an invitation),
+    once the origin and the login CSRF nonce (cookie + field) are checked."""
+    fields = await form_fields(request)
+    if not _same_origin(request):
+        raise auth.CsrfFailed("Cross-origin form")
+    auth.check_login_csrf(
+        runtime(request).settings, request.cookies.get(auth.LOGIN_COOKIE), fields.get("csrf_token")
+    )
+    return fields
+
+
+LoginFormDep = Annotated[dict[str, str], Depends(checked_login_form)]
+
+
 def safe_next(value: str | None, default: str = "/ui/") -> str:
     """Only our own pages: no scheme, no host, no ``//`` or backslash tricks."""
     if not value or not value.startswith("/ui/") or value.startswith("//") or "\\" in value:

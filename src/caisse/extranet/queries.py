@@ -205,20 +205,6 @@ def order_inbound_events(s: Session, caller: Caller, order: m.Order) -> list[m.I
     )
 
 
-def list_endpoints(s: Session, caller: Caller) -> list[m.Endpoint]:
-    """Every partner endpoint of the environment shown (a handful per merchant: no paging)."""
-    return list(
-        s.scalars(
-            select(m.Endpoint)
-            .where(
-                m.Endpoint.tenant_id == caller.tenant_id,
-                m.Endpoint.environment == caller.environment,
-            )
-            .order_by(m.Endpoint.id.desc())
-        )
-    )
-
-
 def endpoint_deliveries(
     s: Session, endpoint: m.Endpoint, status: str, starting_after: str | None
 ) -> tuple[list[m.Delivery], bool]:

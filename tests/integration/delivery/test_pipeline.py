@@ -31,23 +31,6 @@ API_KEY = "k" * 16 + secrets.token_hex(16)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> Settings:
-    return make_settings(tmp_path, db_url, allow_private_targets=True)
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-def rt(settings: Settings, clock: FrozenClock) -> Iterator[Runtime]:
-    runtime = Runtime.build(settings, clock=clock)
-    yield runtime
-    runtime.close()
-
-
-@pytest.fixture
 def merchant(client: Any, rt: Runtime) -> Merchant:
     return new_merchant(client, rt, envs=("test", "live"))
 

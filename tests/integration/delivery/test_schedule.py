@@ -9,12 +9,10 @@ import contextlib
 import datetime as dt
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.conftest import make_settings
 from tests.support import partners
 from tests.support.api import Merchant, drain, new_merchant, wait_for
 from tests.support.deliveries import deliveries, record, register
@@ -30,16 +28,6 @@ from caisse.storage import models as m
 
 #: Every jittered delay at the top of its ±20 % band: exact, and visibly not the nominal one.
 PINNED = RetryPolicy(uniform=lambda low, high: high)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> Settings:
-    return make_settings(tmp_path, db_url, allow_private_targets=True)
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 @pytest.fixture

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from caisse.extranet import auth, i18n
 from caisse.extranet.pages import (
     NAV,
     FormDep,
+    LoginFormDep,
     LoginRequired,
     PageDep,
-    _same_origin,
     current_page,
-    form_fields,
     language,
     redirect,
     render_template,
@@ -58,15 +55,8 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login_submit(
-    request: Request, fields: Annotated[dict[str, str], Depends(form_fields)]
-) -> Response:
+def login_submit(request: Request, fields: LoginFormDep) -> Response:
     rt = runtime(request)
-    if not _same_origin(request):
-        raise auth.CsrfFailed("Cross-origin form")
-    auth.check_login_csrf(
-        rt.settings, request.cookies.get(auth.LOGIN_COOKIE), fields.get("csrf_token")
-    )
     email = fields.get("email", "").strip().lower()[:254]
     password = fields.get("password", "")[:1024]
     addr = request.client.host if request.client else "unknown"

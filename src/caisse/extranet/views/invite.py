@@ -4,16 +4,13 @@ password and are signed in. No session yet, so the form is protected like the lo
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from caisse.errors import CaisseError, NotFound
 from caisse.extranet import auth, invites
 from caisse.extranet.pages import (
-    _same_origin,
-    form_fields,
+    LoginFormDep,
     redirect,
     render_template,
     runtime,
@@ -52,15 +49,8 @@ def invitation(token: str, request: Request) -> Response:
 
 
 @router.post("/invite/{token}")
-def accept(
-    token: str, request: Request, fields: Annotated[dict[str, str], Depends(form_fields)]
-) -> Response:
+def accept(token: str, request: Request, fields: LoginFormDep) -> Response:
     rt = runtime(request)
-    if not _same_origin(request):
-        raise auth.CsrfFailed("Cross-origin form")
-    auth.check_login_csrf(
-        rt.settings, request.cookies.get(auth.LOGIN_COOKIE), fields.get("csrf_token")
-    )
     try:
         with rt.db.write() as s:
             user = invites.accept(

@@ -47,7 +47,7 @@ REPLAY_WINDOW = dt.timedelta(days=1)
 def _list_page(page: Page, *, status: int = 200, **extra: Any) -> Response:
     now = page.rt.clock.now()
     with page.rt.db.read() as s:
-        rows = queries.list_endpoints(s, page.caller)
+        rows = svc.list_endpoints(s, page.caller)
         views = [svc.endpoint_view(r, page.rt.box, now) for r in rows]
     return render(
         page,
