@@ -143,6 +143,7 @@ class Settings:
     # (``caisse worker --render``), so ingest and deliveries never wait behind them.
     in_process_render: bool = True
     worker_poll_interval: float = 0.5
+    worker_peek_interval: float = 0.02
     job_lease_seconds: float = 120.0
     log_level: str = "INFO"
     log_json: bool = True
@@ -259,6 +260,12 @@ class Settings:
                 get("CAISSE_WORKER_POLL_INTERVAL"),
                 0.5,
                 minimum=0.01,
+            ),
+            worker_peek_interval=_number(
+                "CAISSE_WORKER_PEEK_INTERVAL",
+                get("CAISSE_WORKER_PEEK_INTERVAL"),
+                0.02,
+                minimum=0.0,
             ),
             job_lease_seconds=_number(
                 "CAISSE_JOB_LEASE_SECONDS", get("CAISSE_JOB_LEASE_SECONDS"), 120.0, minimum=5

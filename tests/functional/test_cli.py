@@ -281,3 +281,9 @@ def test_a_nice_out_of_range_is_refused(tmp_path: Path) -> None:
     r = caisse(tmp_path / "data", "worker", "--nice", "25")
     assert r.returncode == 2
     assert "nice" in (r.stdout + r.stderr).lower()
+
+
+def test_render_and_no_render_exclude_each_other(tmp_path: Path) -> None:
+    r = caisse(tmp_path / "data", "worker", "--render", "--no-render")
+    assert r.returncode == 2
+    assert "--no-render" in (r.stdout + r.stderr)

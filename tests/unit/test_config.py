@@ -242,6 +242,8 @@ def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
         ("CAISSE_WORKER_POLL_INTERVAL", "0"),
         ("CAISSE_JOB_LEASE_SECONDS", "nan"),
         ("CAISSE_JOB_LEASE_SECONDS", "1"),
+        ("CAISSE_WORKER_PEEK_INTERVAL", "-0.1"),
+        ("CAISSE_WORKER_PEEK_INTERVAL", "soon"),
     ],
 )
 def test_a_bad_number_is_a_configuration_error_naming_the_variable(
@@ -257,6 +259,9 @@ def test_numbers_are_read(tmp_path: Path) -> None:
         env_for(tmp_path, CAISSE_WORKER_POLL_INTERVAL="0.2", CAISSE_JOB_LEASE_SECONDS="300")
     )
     assert (s.worker_poll_interval, s.job_lease_seconds) == (0.2, 300.0)
+    assert s.worker_peek_interval == 0.02  # the default: an idle worker looks 50 times a second
+    off = Settings.from_env(env_for(tmp_path, CAISSE_WORKER_PEEK_INTERVAL="0"))
+    assert off.worker_peek_interval == 0.0  # looks turned off
 
 
 def test_sqlite_folder_made_by_migrate_is_private(tmp_path: Path) -> None:

@@ -83,6 +83,13 @@ def register(app: typer.Typer) -> None:
                 "events (beside `caisse serve --no-render`)",
             ),
         ] = False,
+        no_render: Annotated[
+            bool,
+            typer.Option(
+                "--no-render",
+                help="Every kind of work but the render lane's (beside `caisse worker --render`)",
+            ),
+        ] = False,
         nice: Annotated[
             int,
             typer.Option(
@@ -103,6 +110,8 @@ def register(app: typer.Typer) -> None:
         from caisse.jobs.worker import Worker
         from caisse.logging import configure
 
+        if render and no_render:
+            raise typer.BadParameter("--render and --no-render exclude each other")
         if render:
             kind, no_events = [*(kind or ()), *RENDER_KINDS], True
         if nice:
@@ -118,6 +127,7 @@ def register(app: typer.Typer) -> None:
                     rt,
                     concurrency=concurrency,
                     kinds=tuple(kind) if kind else None,
+                    skip_kinds=RENDER_KINDS if no_render else (),
                     events=not no_events,
                 ).run(stop)
 

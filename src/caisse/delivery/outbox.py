@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select
 from sqlalchemy.orm import Session
 
 from caisse import ids
@@ -86,14 +86,19 @@ def _new_delivery(
     return row, job
 
 
+_ENABLED_ENDPOINTS = select(m.Endpoint.id, m.Endpoint.event_types).where(
+    m.Endpoint.tenant_id == bindparam("tenant_id"),
+    m.Endpoint.environment == bindparam("environment"),
+    m.Endpoint.status == "enabled",
+)
+_INSERT_DELIVERIES = insert(m.Delivery.__table__)  # type: ignore[arg-type]
+
+
 def fan_out(session: Session, message: m.Message, now: dt.datetime) -> None:
     """The ``messages.SINKS`` entry: deliveries + jobs for the matching endpoints."""
-    endpoints = session.execute(
-        select(m.Endpoint.id, m.Endpoint.event_types).where(
-            m.Endpoint.tenant_id == message.tenant_id,
-            m.Endpoint.environment == message.environment,
-            m.Endpoint.status == "enabled",
-        )
+    conn = session.connection()
+    endpoints = conn.execute(
+        _ENABLED_ENDPOINTS, {"tenant_id": message.tenant_id, "environment": message.environment}
     ).all()
     rows, jobs = [], []
     for endpoint_id, event_types in endpoints:
@@ -102,8 +107,8 @@ def fan_out(session: Session, message: m.Message, now: dt.datetime) -> None:
             rows.append(row)
             jobs.append(job)
     if rows:
-        session.execute(m.Delivery.__table__.insert(), rows)  # type: ignore[attr-defined]
-        session.execute(
+        conn.execute(_INSERT_DELIVERIES, rows)
+        conn.execute(
             insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
             jobs,
         )
@@ -215,7 +220,7 @@ def replay(
             rows.append(row)
             jobs.append(job)
         if rows:
-            session.execute(m.Delivery.__table__.insert(), rows)  # type: ignore[attr-defined]
+            session.execute(_INSERT_DELIVERIES, rows)
             session.execute(
                 insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
                 jobs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from caisse.storage import models as m
@@ -72,12 +72,17 @@ def invoice_view(row: m.Invoice) -> dict[str, Any]:
     }
 
 
+_ORDER_DOCUMENTS = (
+    select(*_SUMMARY_COLUMNS)
+    .where(m.Invoice.order_id == bindparam("order_id"))
+    .order_by(m.Invoice.id)
+)
+
+
 def order_documents(session: Session, order_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
     """``(invoice summary or None, [credit note summaries])`` for ``order_view``."""
     # Only the summary's columns: loading whole rows would parse every snapshot (JSON).
-    rows = session.execute(
-        select(*_SUMMARY_COLUMNS).where(m.Invoice.order_id == order_id).order_by(m.Invoice.id)
-    ).all()
+    rows = session.connection().execute(_ORDER_DOCUMENTS, {"order_id": order_id}).all()
     invoice = next((invoice_summary(r) for r in rows if r.kind == "invoice"), None)
     return invoice, [invoice_summary(r) for r in rows if r.kind == "credit_note"]
 

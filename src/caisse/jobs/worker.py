@@ -8,7 +8,6 @@ shown to the operator, never dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import inspect
 import logging
@@ -26,8 +25,13 @@ from caisse.runtime import Runtime, threadsafe_waker
 from caisse.storage import inbound
 from caisse.storage import jobs as jobstore
 from caisse.storage.jobs import ClaimedJob
+from caisse.storage.watch import WorkWatch
 
 log = logging.getLogger("caisse.worker")
+
+EVENT_BATCH = 10
+"""Inbound events processed per transaction: one commit for several, while the first of them
+waits for at most nine others (a few milliseconds each) before its partners hear of it."""
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
@@ -63,6 +67,7 @@ class Worker:
         self.concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._watch = WorkWatch(rt.db, events=events, kinds=self.kinds)
 
     async def _claim(self, want: int) -> list[Coroutine[Any, Any, None]]:
         """Lease up to ``want`` inbound events and up to ``want`` jobs in one transaction;
@@ -85,7 +90,9 @@ class Worker:
                 return events, jobs
 
         events, jobs = await asyncio.to_thread(claim)
-        return [*(self._process(e) for e in events), *(self._run(j) for j in jobs)]
+        step = EVENT_BATCH
+        batches = [events[i : i + step] for i in range(0, len(events), step)]
+        return [*(self._process(b) for b in batches), *(self._run(j) for j in jobs)]
 
     async def run_once(self) -> int:
         """Claim one batch and run it to the end; returns how many items were run."""
@@ -94,13 +101,13 @@ class Worker:
             await asyncio.gather(*work)
         return len(work)
 
-    async def _process(self, event_id: str) -> None:
+    async def _process(self, event_ids: list[str]) -> None:
         async with self._sem:
             await asyncio.to_thread(
-                processing.process_claimed,
+                processing.process_batch,
                 self.rt.db,
                 self.rt.clock,
-                event_id,
+                event_ids,
                 self.worker_id,
                 backoff_seconds,
             )
@@ -130,6 +137,12 @@ class Worker:
             tasks.discard(task)
             self._wake.set()  # a slot is free, and the job may have enqueued others
 
+        async def relay_stop() -> None:  # stopping wakes an idle worker at once
+            await stop.wait()
+            self._wake.set()
+
+        stopping = asyncio.create_task(relay_stop())
+
         log.info("worker started", extra={"action": "worker.start", "worker": self.worker_id})
         try:  # the periodic reconciliation job (one row, whichever worker starts first)
             from caisse.reconcile import schedule
@@ -155,15 +168,34 @@ class Worker:
                     task.add_done_callback(finished)
                 if claimed and len(claimed) >= want and len(tasks) < self.concurrency:
                     continue  # a full batch and room left: more may be ready
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), timeout=self.rt.settings.worker_poll_interval
-                    )
+                await self._idle(loop.time() + self.rt.settings.worker_poll_interval)
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            stopping.cancel()
             self.rt.wakeups.remove(waker)
+            self._watch.close()
             await registry.shutdown()
+
+    async def _idle(self, until: float) -> None:
+        """Wait for a wake-up from this process, for work stored by another process (a look
+        every ``worker_peek_interval``, ``storage.watch``), or until ``until``."""
+        loop = asyncio.get_running_loop()
+        peek = self.rt.settings.worker_peek_interval
+        while (left := until - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(peek, left) if peek else left)
+                return
+            except TimeoutError:
+                if not peek:
+                    return
+            # A look is microseconds on SQLite: run it here, not through a thread hop.
+            if (
+                self._watch.work_waiting(self.rt.clock.now())
+                if self.rt.db.is_sqlite
+                else await asyncio.to_thread(self._watch.work_waiting, self.rt.clock.now())
+            ):
+                return
 
     async def _run(self, job: ClaimedJob) -> None:
         async with self._sem:

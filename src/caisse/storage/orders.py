@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import BindParameter
 
 from caisse import ids
 from caisse.domain.events import DomainEvent
@@ -33,11 +35,36 @@ class OrderRows:
     disputes: list[m.Dispute]
 
 
+# Built once: building a statement and its cache key costs more than running it on the hot
+# path (every event processed loads an order and its children).
+_BY_ORDER: BindParameter[str] = bindparam("order_id")
+_ORDER = select(m.Order).where(m.Order.id == _BY_ORDER)
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_PAYMENTS = select(m.Payment).where(m.Payment.order_id == _BY_ORDER)
+_REFUNDS = select(m.Refund).where(m.Refund.order_id == _BY_ORDER)
+_DISPUTES = select(m.Dispute).where(m.Dispute.order_id == _BY_ORDER)
+_OWNER = select(m.Order.id, m.Order.tenant_id, m.Order.environment)
+_OWNER_BY_ID = _OWNER.where(m.Order.id == _BY_ORDER)
+_OWNER_BY_PAYMENT = _OWNER.where(
+    m.Order.provider == bindparam("provider"),
+    m.Order.provider_payment_id == bindparam("payment_id"),
+)
+_ORDER_BY_PAYMENT_RECORD = (
+    select(m.Payment.order_id)
+    .where(
+        m.Payment.provider == bindparam("provider"),
+        m.Payment.provider_payment_id == bindparam("payment_id"),
+    )
+    .limit(1)
+)
+
+
 def child_rows(session: Session, order_id: str) -> OrderRows:
+    key = {"order_id": order_id}
     return OrderRows(
-        list(session.scalars(select(m.Payment).where(m.Payment.order_id == order_id))),
-        list(session.scalars(select(m.Refund).where(m.Refund.order_id == order_id))),
-        list(session.scalars(select(m.Dispute).where(m.Dispute.order_id == order_id))),
+        list(session.scalars(_PAYMENTS, key)),
+        list(session.scalars(_REFUNDS, key)),
+        list(session.scalars(_DISPUTES, key)),
     )
 
 
@@ -49,28 +76,39 @@ def load(session: Session, order_id: str, *, for_update: bool = False) -> tuple[
 def load_rows(
     session: Session, order_id: str, *, for_update: bool = False
 ) -> tuple[m.Order, Order, OrderRows]:
-    stmt = select(m.Order).where(m.Order.id == order_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).scalar_one()
+    stmt = _ORDER_FOR_UPDATE if for_update else _ORDER
+    row = session.execute(stmt, {"order_id": order_id}).scalar_one()
     rows = child_rows(session, row.id)
     return row, to_domain(session, row, rows), rows
 
 
-def find_by_payment(session: Session, provider: str, provider_payment_id: str) -> str | None:
-    return session.execute(
-        select(m.Order.id).where(
-            m.Order.provider == provider, m.Order.provider_payment_id == provider_payment_id
-        )
-    ).scalar_one_or_none()
+class OrderOwner(NamedTuple):
+    id: str
+    tenant_id: str
+    environment: str
+
+
+def find_by_payment(session: Session, provider: str, provider_payment_id: str) -> OrderOwner | None:
+    """The order created with this provider payment, and whose it is."""
+    found = (
+        session.connection()
+        .execute(_OWNER_BY_PAYMENT, {"provider": provider, "payment_id": provider_payment_id})
+        .first()
+    )
+    return OrderOwner(*found) if found is not None else None
+
+
+def owner(session: Session, order_id: str) -> OrderOwner | None:
+    found = session.connection().execute(_OWNER_BY_ID, {"order_id": order_id}).first()
+    return OrderOwner(*found) if found is not None else None
 
 
 def find_by_payment_record(session: Session, provider: str, payment_id: str) -> str | None:
-    return session.execute(
-        select(m.Payment.order_id)
-        .where(m.Payment.provider == provider, m.Payment.provider_payment_id == payment_id)
-        .limit(1)
-    ).scalar_one_or_none()
+    return (
+        session.connection()
+        .execute(_ORDER_BY_PAYMENT_RECORD, {"provider": provider, "payment_id": payment_id})
+        .scalar_one_or_none()
+    )
 
 
 def to_domain(session: Session, row: m.Order, rows: OrderRows | None = None) -> Order:
@@ -140,109 +178,137 @@ def save(
     """Persist the aggregate, its timeline rows and its partner messages in the caller's
     transaction; returns the partner messages written. ``rows``: the child rows as loaded
     (else read again)."""
-    result = session.execute(
-        update(m.Order)
-        .where(m.Order.id == row.id, m.Order.version == row.version)
-        .values(
-            status=order.status.value,
-            phase=order.phase.value,
-            phase_observed_at=order.phase_observed_at,
-            amount_paid=order.amount_paid,
-            amount_refunded=order.amount_refunded,
-            refunds_observed_at=order.refunds_observed_at,
-            paid_at=order.paid_at,
-            version=row.version + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    values = {
+        "status": order.status.value,
+        "phase": order.phase.value,
+        "phase_observed_at": order.phase_observed_at,
+        "amount_paid": order.amount_paid,
+        "amount_refunded": order.amount_refunded,
+        "refunds_observed_at": order.refunds_observed_at,
+        "paid_at": order.paid_at,
+        "version": row.version + 1,
+        "updated_at": now,
+    }
+    # Core statements on the session's connection: the ORM's execution layer is a large
+    # share of what this hot path costs, and nothing here needs it.
+    conn = session.connection()
+    result = conn.execute(
+        _GUARDED_UPDATE, {"order_id": row.id, "expected_version": row.version, **values}
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         raise Conflict(f"Order {row.id} changed concurrently")
-    session.expire(row)
+    # The row now says what the database says, without reading it back.
+    for name, value in values.items():
+        set_committed_value(row, name, value)
     _sync_children(session, row.id, order, rows or child_rows(session, row.id))
-    messages: list[DomainEvent] = []
-    for ev in events:
-        session.add(
-            m.OrderEvent(
-                order_id=row.id,
-                type=ev.type,
-                data=ev.data,
-                source_event_id=source_event_id,
-                created_at=now,
-            )
+    if events:
+        conn.execute(
+            _INSERT_EVENTS,
+            [
+                {
+                    "order_id": row.id,
+                    "type": ev.type,
+                    "data": ev.data,
+                    "source_event_id": source_event_id,
+                    "created_at": now,
+                }
+                for ev in events
+            ],
         )
-        if ev.is_partner_message:
-            messages.append(ev)
-    return messages
+    return [ev for ev in events if ev.is_partner_message]
+
+
+_INSERT_EVENTS = insert(m.OrderEvent.__table__)  # type: ignore[arg-type]
+_GUARDED_UPDATE = (
+    update(m.Order)
+    .where(m.Order.id == bindparam("order_id"), m.Order.version == bindparam("expected_version"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "status",
+                "phase",
+                "phase_observed_at",
+                "amount_paid",
+                "amount_refunded",
+                "refunds_observed_at",
+                "paid_at",
+                "version",
+                "updated_at",
+            )
+        }
+    )
+)
 
 
 def _sync_children(session: Session, order_id: str, order: Order, rows: OrderRows) -> None:
-    existing_p = {(p.provider, p.provider_payment_id): p for p in rows.payments}
-    for rec in order.payments:
-        p = existing_p.get((rec.provider, rec.provider_payment_id))
-        if p is None:
-            p = m.Payment(
-                id=ids.new_id("payment"),
-                order_id=order_id,
-                provider=rec.provider,
-                provider_payment_id=rec.provider_payment_id,
-            )
-            session.add(p)
-            rows.payments.append(p)
-        _copy(
-            p,
-            rec,
-            (
-                "status",
-                "amount",
-                "amount_received",
-                "amount_capturable",
-                "failure_code",
-                "failure_message",
-                "method",
-                "observed_at",
-            ),
-        )
-    existing_r = {r.provider_refund_id: r for r in rows.refunds}
-    for rr in order.refunds:
-        r = existing_r.get(rr.provider_refund_id)
-        if r is None:
-            r = m.Refund(
-                id=ids.new_id("refund"),
-                order_id=order_id,
-                provider=rr.provider,
-                provider_refund_id=rr.provider_refund_id,
-            )
-            session.add(r)
-            rows.refunds.append(r)
-        _copy(r, rr, ("amount", "status", "reason", "observed_at"))
-    existing_d = {d.provider_dispute_id: d for d in rows.disputes}
-    for dr in order.disputes:
-        d = existing_d.get(dr.provider_dispute_id)
-        if d is None:
-            d = m.Dispute(
-                id=ids.new_id("dispute"),
-                order_id=order_id,
-                provider=dr.provider,
-                provider_dispute_id=dr.provider_dispute_id,
-            )
-            session.add(d)
-            rows.disputes.append(d)
-        _copy(
-            d,
-            dr,
-            (
-                "status",
-                "amount",
-                "reason",
-                "evidence_due_by",
-                "amount_withdrawn",
-                "amount_reinstated",
-                "observed_at",
-            ),
-        )
+    conn = session.connection()
+    _sync(conn, order_id, m.Payment, "payment", order.payments, rows.payments, _PAYMENT_KEY)
+    _sync(conn, order_id, m.Refund, "refund", order.refunds, rows.refunds, _REFUND_KEY)
+    _sync(conn, order_id, m.Dispute, "dispute", order.disputes, rows.disputes, _DISPUTE_KEY)
+
+
+_PAYMENT_KEY = ("provider", "provider_payment_id")
+_REFUND_KEY = ("provider_refund_id",)
+_DISPUTE_KEY = ("provider_dispute_id",)
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    m.Payment: (
+        "status",
+        "amount",
+        "amount_received",
+        "amount_capturable",
+        "failure_code",
+        "failure_message",
+        "method",
+        "observed_at",
+    ),
+    m.Refund: ("amount", "status", "reason", "observed_at"),
+    m.Dispute: (
+        "status",
+        "amount",
+        "reason",
+        "evidence_due_by",
+        "amount_withdrawn",
+        "amount_reinstated",
+        "observed_at",
+    ),
+}
+
+
+def _sync(
+    conn: Connection,
+    order_id: str,
+    model: type[Any],
+    prefix: str,
+    records: list[Any],
+    existing_rows: list[Any],
+    key: tuple[str, ...],
+) -> None:
+    """Bring one child table in line with the aggregate's records. A changed row is updated
+    at the next flush (only its changed values); a new one is inserted at once by a plain
+    insert, and the object kept in ``existing_rows`` for the view is not in the session: rows
+    are good for the one save that follows :func:`load_rows`."""
+    fields = _FIELDS[model]
+    existing = {tuple(getattr(r, k) for k in key): r for r in existing_rows}
+    new: list[dict[str, Any]] = []
+    for rec in records:
+        row = existing.get(tuple(getattr(rec, k) for k in key))
+        if row is None:
+            row = model(id=ids.new_id(prefix), order_id=order_id, provider=rec.provider)
+            for name in (*key, *fields):
+                setattr(row, name, getattr(rec, name))
+            existing_rows.append(row)
+            columns = dict.fromkeys(("id", "order_id", "provider", *key, *fields))
+            new.append({name: getattr(row, name) for name in columns})
+        else:
+            _copy(row, rec, fields)
+    if new:
+        conn.execute(insert(model.__table__), new)
 
 
 def _copy(target: Any, source: Any, names: tuple[str, ...]) -> None:
+    """Set only what differs, so an unchanged row is not even looked at by the flush."""
     for name in names:
-        setattr(target, name, getattr(source, name))
+        value = getattr(source, name)
+        if getattr(target, name) != value:
+            setattr(target, name, value)

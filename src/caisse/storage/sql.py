@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,12 +19,17 @@ from caisse.errors import Conflict
 def insert_ignore(session: Session, table: Table, *, conflict: list[str]) -> Insert:
     """``INSERT … ON CONFLICT (cols) DO NOTHING`` for the session's dialect: idempotency by
     unique constraint, never check-then-insert."""
-    name = session.get_bind().dialect.name
+    return _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict))
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
+    # One statement per table and dialect, built once: the hot path enqueues jobs per event.
     stmt: Any
-    if name == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     else:
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt  # type: ignore[no-any-return]
 
 

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 from sqlalchemy import select
+from tests.support.inbound import row
 
-from caisse import ids
 from caisse.clock import UTC
 from caisse.intake import processing
 from caisse.storage import inbound
 from caisse.storage import models as m
-from caisse.storage.inbound import InboundBatchWriter, encode_body
+from caisse.storage.inbound import InboundBatchWriter
 
 
 @pytest.fixture
@@ -22,28 +22,6 @@ def tenant(rt):  # type: ignore[no-untyped-def]
     with rt.db.write() as s:
         s.add(m.Tenant(id="ten_t", name="t", legal={}, created_at=dt.datetime.now(UTC)))
     return "ten_t"
-
-
-def row(event_id: str, body: bytes, when: dt.datetime) -> dict:  # type: ignore[type-arg]
-    stored, encoding = encode_body(body)
-    return {
-        "id": ids.new_id("event"),
-        "tenant_id": "ten_t",
-        "environment": "test",
-        "provider": "stripe",
-        "provider_event_id": event_id,
-        "type": "payment_intent.succeeded",
-        "provider_account_id": None,
-        "provider_created_at": when,
-        "body": stored,
-        "body_encoding": encoding,
-        "headers": {"user-agent": "Stripe/1.0"},
-        "remote_addr": "127.0.0.1",
-        "status": "pending",
-        "attempts": 0,
-        "run_at": when,
-        "received_at": when,
-    }
 
 
 def test_batch_round_trips_through_the_orm(rt, tenant):

@@ -127,3 +127,42 @@ def test_a_database_that_is_down_fails_every_waiting_request(tmp_path):
         writer.stop()
         db.dispose()
     assert all(isinstance(r, StorageUnavailable) for r in results)
+
+
+def test_requests_of_one_loop_iteration_share_one_batch(rt, tenant):
+    writer = IngestWriter(rt.db)
+
+    async def main() -> None:
+        # gather starts every task in the same loop iteration: one hand-over, one commit.
+        await asyncio.gather(*(writer.submit(row(f"evt_{i:03d}")) for i in range(100)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        writer.stop()
+    assert writer.batches == 1
+    assert len(stored(rt)) == 100
+
+
+def test_a_kept_connection_closed_by_the_server_is_replaced(rt, tenant):
+    if rt.db.is_sqlite:
+        pytest.skip("a PostgreSQL server closes connections; SQLite has none to lose")
+    writer = IngestWriter(rt.db)
+
+    async def main() -> None:
+        await writer.submit(row("evt_before"))
+        held = writer._batch_writer._held
+        assert held is not None
+        pid = held.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        with rt.db.engine.connect() as conn:  # as a server restart would
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)")
+        await writer.submit(row("evt_after"))  # no 503: sent again on a fresh connection
+        fresh = writer._batch_writer._held
+        assert fresh is not None
+        assert fresh.driver_connection.info.backend_pid != pid  # type: ignore[union-attr]
+
+    try:
+        asyncio.run(main())
+    finally:
+        writer.stop()
+    assert stored(rt) == ["evt_after", "evt_before"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from caisse.storage.db import SQLITE_PAGE_SIZE
 from caisse.storage.models import Base
 
 config = context.config
@@ -28,6 +29,9 @@ def run_migrations_online() -> None:
     connectable = create_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as connection:
         is_sqlite = connection.dialect.name == "sqlite"
+        if is_sqlite:
+            connection.exec_driver_sql(SQLITE_PAGE_SIZE)  # a new file: before its first table
+            connection.commit()  # end the transaction the statement began, before alembic's
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
