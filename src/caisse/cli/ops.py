@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--render",
                 help="The render lane: only invoices, credit notes and their emails, no "
-                "events (beside `caisse serve --no-render`)",
+                "events (beside `caisse serve --no-render`); one job per quarter second while "
+                "events or partner deliveries wait, full speed otherwise",
             ),
         ] = False,
         no_render: Annotated[
@@ -129,6 +130,7 @@ def register(app: typer.Typer) -> None:
                     kinds=tuple(kind) if kind else None,
                     skip_kinds=RENDER_KINDS if no_render else (),
                     events=not no_events,
+                    yields=render,
                 ).run(stop)
 
             try:

@@ -63,6 +63,10 @@ RENDER_KINDS = ("issue_invoice", "issue_credit_note", "send_invoice_email")
 in its own process (``caisse worker --render``) at a lower CPU priority than ingest, event
 processing and partner deliveries."""
 
+FOREGROUND_KINDS = ("deliver",)
+"""The jobs someone waits for (a partner), beside inbound events: while any is due or running, a
+background lane (``Worker(yields=True)``, ``caisse worker --render``) paces itself."""
+
 Handler = Callable[[JobContext], "Awaitable[None] | None"]
 _HANDLERS: dict[str, Handler] = {}
 _SHUTDOWN: list[Callable[[], Awaitable[None]]] = []

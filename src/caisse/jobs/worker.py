@@ -8,6 +8,7 @@ shown to the operator, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import logging
@@ -29,6 +30,8 @@ from caisse.storage.watch import WorkWatch
 
 log = logging.getLogger("caisse.worker")
 
+BACKGROUND_PACE = 0.25
+"""Seconds between a background lane's claims (one job each) while the foreground is busy."""
 EVENT_BATCH = 10
 """Inbound events processed per transaction: one commit for several, while the first of them
 waits for at most nine others (a few milliseconds each) before its partners hear of it."""
@@ -50,12 +53,18 @@ class Worker:
         kinds: tuple[str, ...] | None = None,
         skip_kinds: tuple[str, ...] = (),
         events: bool = True,
+        yields: bool = False,
+        pace: float = BACKGROUND_PACE,
     ) -> None:
         """``kinds`` limits the job kinds this worker claims and ``events=False`` leaves inbound
         provider events to other workers: e.g. one worker for ``invoice`` jobs, whose PDF
         rendering holds the CPU, beside one for events and ``deliver`` jobs, so partner
         deliveries never queue behind rendering. ``skip_kinds`` claims every kind but those
-        (``caisse serve --no-render`` skips :data:`~caisse.jobs.registry.RENDER_KINDS`)."""
+        (``caisse serve --no-render`` skips :data:`~caisse.jobs.registry.RENDER_KINDS`).
+        ``yields``: a background lane (the render lane), which claims one job per ``pace``
+        seconds while inbound events or :data:`~caisse.jobs.registry.FOREGROUND_KINDS` jobs
+        are waiting, so that on SQLite its writes seldom stand in the foreground's way (the
+        database has one write lock), and runs at full speed otherwise."""
         registry.load_all()
         self.rt = rt
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -65,6 +74,8 @@ class Worker:
         self.kinds = kinds
         self.events = events
         self.concurrency = concurrency
+        self.yields = yields
+        self.pace = pace
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._watch = WorkWatch(rt.db, events=events, kinds=self.kinds)
@@ -154,6 +165,9 @@ class Worker:
             while not stop.is_set():
                 self._wake.clear()
                 want = min(self.batch, self.concurrency - len(tasks))
+                paced = self.yields and await self._foreground_busy()
+                if paced:
+                    want = min(want, 1) if not tasks else 0
                 claimed: list[Coroutine[Any, Any, None]] = []
                 # A claim is a write transaction: wait for a few free slots rather than
                 # claiming one job per finished one, unless the worker is idle.
@@ -166,6 +180,10 @@ class Worker:
                     task = asyncio.create_task(work)
                     tasks.add(task)
                     task.add_done_callback(finished)
+                if paced:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.pace)
+                    continue
                 if claimed and len(claimed) >= want and len(tasks) < self.concurrency:
                     continue  # a full batch and room left: more may be ready
                 await self._idle(loop.time() + self.rt.settings.worker_poll_interval)
@@ -176,6 +194,19 @@ class Worker:
             self.rt.wakeups.remove(waker)
             self._watch.close()
             await registry.shutdown()
+
+    async def _foreground_busy(self) -> bool:
+        def look() -> bool:
+            now = self.rt.clock.now()
+            with self.rt.db.read() as s:
+                return inbound.any_waiting(s, now=now) or jobstore.any_active(
+                    s, now=now, kinds=registry.FOREGROUND_KINDS
+                )
+
+        try:
+            return await asyncio.to_thread(look)
+        except Exception:  # the database may be down: the claim will log it
+            return False
 
     async def _idle(self, until: float) -> None:
         """Wait for a wake-up from this process, for work stored by another process (a look

@@ -244,6 +244,18 @@ def _ready(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+def any_waiting(session: Session | Connection, *, now: dt.datetime) -> bool:
+    """Whether any event is due or being processed (leased or not): the foreground is busy."""
+    return (
+        session.execute(
+            select(m.InboundEvent.id)
+            .where(m.InboundEvent.status.in_(PROCESSABLE), m.InboundEvent.run_at <= now)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def any_ready(session: Session | Connection, *, now: dt.datetime) -> bool:
     """Whether :func:`claim` would find an event, by a read that takes no write lock: how an
     idle worker notices events stored by another process."""

@@ -129,6 +129,13 @@ def any_ready(
     return session.execute(select(m.Job.id).where(_ready(now, kinds)).limit(1)).first() is not None
 
 
+def any_active(session: Session, *, now: dt.datetime, kinds: tuple[str, ...]) -> bool:
+    """Whether a job of these kinds is due or running."""
+    active = or_(and_(m.Job.status == "queued", m.Job.run_at <= now), m.Job.status == "running")
+    stmt = select(m.Job.id).where(active, m.Job.kind.in_(kinds)).limit(1)
+    return session.execute(stmt).first() is not None
+
+
 def complete(session: Session, job_id: int, worker_id: str, *, now: dt.datetime) -> bool:
     """Mark done, in the handler's own transaction; False if the lease was lost meanwhile."""
     result = session.execute(

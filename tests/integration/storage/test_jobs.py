@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from tests.support.inbound import row, unmatched_event
 
 from caisse.clock import UTC
 from caisse.jobs import registry
 from caisse.jobs.worker import Worker, backoff_seconds
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
+from caisse.storage.inbound import InboundBatchWriter
 
 
 def test_enqueue_is_deduplicated_by_kind_and_key(rt):
@@ -150,3 +153,43 @@ def test_skipping_without_kinds_claims_every_other_registered_kind(rt):
 def test_the_render_kinds_are_real_job_kinds():
     registry.load_all()
     assert set(registry.RENDER_KINDS) <= set(registry.kinds())
+
+
+def test_a_background_lane_paces_itself_while_events_wait(rt):
+    """The render lane claims one job per ``pace`` while an inbound event waits, and runs at
+    full speed once the foreground has caught up."""
+    done: list[float] = []
+    six: list[asyncio.Event] = []
+
+    @registry.handler("test.background")
+    async def background(ctx: registry.JobContext) -> None:
+        done.append(time.monotonic())
+        if len(done) == 6:
+            six[0].set()
+
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        s.add(m.Tenant(id="ten_t", name="t", legal={}, created_at=now))
+        for i in range(6):
+            jobstore.enqueue(s, "test.background", str(i), {}, now=now)
+    InboundBatchWriter(rt.db.engine).write([row("evt_fg", unmatched_event("evt_fg", now), now)])
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        six.append(asyncio.Event())
+        lane = Worker(rt, kinds=("test.background",), events=False, yields=True, pace=0.2)
+        task = asyncio.create_task(lane.run(stop))
+        try:
+            await asyncio.sleep(0.7)
+            paced = len(done)
+            with rt.db.write() as s:  # the foreground catches up
+                s.execute(update(m.InboundEvent).values(status="processed"))
+            await asyncio.wait_for(six[0].wait(), timeout=5)
+            return paced
+        finally:
+            stop.set()
+            await task
+
+    paced = asyncio.run(run())
+    assert 1 <= paced <= 4  # one claim per 0.2 s, not the six in one go
+    assert len(done) == 6
