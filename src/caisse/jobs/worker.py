@@ -32,6 +32,9 @@ log = logging.getLogger("caisse.worker")
 
 BACKGROUND_PACE = 0.25
 """Seconds between a background lane's claims (one job each) while the foreground is busy."""
+BACKGROUND_BATCH = 2
+"""Jobs a background lane runs at once when the foreground is idle: rendering is CPU work, so
+more at once would not go faster, and it looks at the foreground again after each."""
 EVENT_BATCH = 10
 """Inbound events processed per transaction: one commit for several, while the first of them
 waits for at most nine others (a few milliseconds each) before its partners hear of it."""
@@ -168,6 +171,8 @@ class Worker:
                 paced = self.yields and await self._foreground_busy()
                 if paced:
                     want = min(want, 1) if not tasks else 0
+                elif self.yields:  # a few at a time, so that it looks again soon
+                    want = min(want, BACKGROUND_BATCH - len(tasks))
                 claimed: list[Coroutine[Any, Any, None]] = []
                 # A claim is a write transaction: wait for a few free slots rather than
                 # claiming one job per finished one, unless the worker is idle.

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from tests.support.inbound import row as inbound_row
 
-from caisse import ids
 from caisse.clock import UTC
 from caisse.errors import StorageUnavailable
 from caisse.intake.writer import IngestWriter
@@ -25,26 +26,10 @@ def tenant(rt):  # type: ignore[no-untyped-def]
     return "ten_w"
 
 
-def row(event_id: str, tenant_id: str = "ten_w") -> dict:  # type: ignore[type-arg]
-    now = dt.datetime.now(UTC)
-    return {
-        "id": ids.new_id("event"),
-        "tenant_id": tenant_id,
-        "environment": "test",
-        "provider": "stripe",
-        "provider_event_id": event_id,
-        "type": "payment_intent.succeeded",
-        "provider_account_id": None,
-        "provider_created_at": now,
-        "body": b'{"id": "%s"}' % event_id.encode(),
-        "body_encoding": "identity",
-        "headers": {},
-        "remote_addr": None,
-        "status": "pending",
-        "attempts": 0,
-        "run_at": now,
-        "received_at": now,
-    }
+def row(event_id: str, tenant_id: str = "ten_w") -> dict[str, Any]:
+    return inbound_row(
+        event_id, b'{"id": "%s"}' % event_id.encode(), dt.datetime.now(UTC), tenant_id
+    )
 
 
 def stored(rt) -> list[str]:  # type: ignore[no-untyped-def]
