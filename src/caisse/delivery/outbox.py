@@ -21,7 +21,6 @@ from caisse.errors import Conflict, NotFound
 from caisse.orders import messages
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
-from caisse.storage.sql import insert_ignore
 from caisse.tenants.services import Caller
 
 __all__ = [
@@ -96,22 +95,33 @@ _INSERT_DELIVERIES = insert(m.Delivery.__table__)  # type: ignore[arg-type]
 
 def fan_out(session: Session, message: m.Message, now: dt.datetime) -> None:
     """The ``messages.SINKS`` entry: deliveries + jobs for the matching endpoints."""
-    conn = session.connection()
-    endpoints = conn.execute(
-        _ENABLED_ENDPOINTS, {"tenant_id": message.tenant_id, "environment": message.environment}
-    ).all()
-    rows, jobs = [], []
-    for endpoint_id, event_types in endpoints:
-        if matches(event_types, message.type):
-            row, job = _new_delivery(message, endpoint_id, now)
-            rows.append(row)
-            jobs.append(job)
-    if rows:
-        conn.execute(_INSERT_DELIVERIES, rows)
-        conn.execute(
-            insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
-            jobs,
+    endpoints = (
+        session.connection()
+        .execute(
+            _ENABLED_ENDPOINTS, {"tenant_id": message.tenant_id, "environment": message.environment}
         )
+        .all()
+    )
+    _create_deliveries(
+        session,
+        [
+            (message, endpoint_id)
+            for endpoint_id, types in endpoints
+            if matches(types, message.type)
+        ],
+        now,
+    )
+
+
+def _create_deliveries(
+    session: Session, pairs: list[tuple[m.Message, str]], now: dt.datetime
+) -> None:
+    """One delivery and its ``deliver`` job per (message, endpoint id), in two statements."""
+    if not pairs:
+        return
+    made = [_new_delivery(message, endpoint_id, now) for message, endpoint_id in pairs]
+    session.connection().execute(_INSERT_DELIVERIES, [row for row, _ in made])
+    jobstore.insert_rows(session, [job for _, job in made])
 
 
 def install() -> None:
@@ -214,17 +224,7 @@ def replay(
             stmt = stmt.where(m.Message.type.in_(endpoint.event_types))
         missed = list(session.scalars(stmt.limit(room + 1)))
         more = more or len(missed) > room
-        rows, jobs = [], []
-        for message in missed[:room]:
-            row, job = _new_delivery(message, endpoint.id, now)
-            rows.append(row)
-            jobs.append(job)
-        if rows:
-            session.execute(_INSERT_DELIVERIES, rows)
-            session.execute(
-                insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
-                jobs,
-            )
+        _create_deliveries(session, [(message, endpoint.id) for message in missed[:room]], now)
     return {
         "object": "replay",
         "endpoint_id": endpoint.id,

@@ -58,15 +58,7 @@ def process_batch(
     if len(event_ids) > 1:
         try:
             with db.write() as s:
-                rows = s.scalars(
-                    select(m.InboundEvent).where(m.InboundEvent.id.in_(event_ids)).with_for_update()
-                )
-                by_id = {ev.id: ev for ev in rows}
-                for event_id in event_ids:
-                    ev = by_id.get(event_id)
-                    if ev is None or ev.status in FINAL_STATUSES:
-                        continue
-                    apply_event(s, clock, ev)
+                _apply_leased(s, clock, event_ids)
             return
         except Exception as exc:
             log.info(
@@ -87,12 +79,7 @@ def process_claimed(
     """Process one leased event; on failure record it on the row and schedule a retry."""
     try:
         with db.write() as s:
-            ev = s.execute(
-                select(m.InboundEvent).where(m.InboundEvent.id == event_id).with_for_update()
-            ).scalar_one()
-            if ev.status in FINAL_STATUSES:
-                return
-            apply_event(s, clock, ev)
+            _apply_leased(s, clock, [event_id])
     except Exception as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.warning(
@@ -108,6 +95,18 @@ def process_claimed(
             if attempts + 1 < MAX_ATTEMPTS:
                 retry_at = now + dt.timedelta(seconds=backoff(attempts + 1))
             inbound.release_failed(s, event_id, error=detail, retry_at=retry_at)
+
+
+def _apply_leased(s: Session, clock: Clock, event_ids: Sequence[str]) -> None:
+    """Lock the events and apply, in the order given, each that is not final yet."""
+    rows = s.scalars(
+        select(m.InboundEvent).where(m.InboundEvent.id.in_(event_ids)).with_for_update()
+    )
+    by_id = {ev.id: ev for ev in rows}
+    for event_id in event_ids:
+        ev = by_id.get(event_id)
+        if ev is not None and ev.status not in FINAL_STATUSES:
+            apply_event(s, clock, ev)
 
 
 def apply_event(s: Session, clock: Clock, ev: m.InboundEvent) -> None:

@@ -104,8 +104,7 @@ class Worker:
                 return events, jobs
 
         events, jobs = await asyncio.to_thread(claim)
-        step = EVENT_BATCH
-        batches = [events[i : i + step] for i in range(0, len(events), step)]
+        batches = [events[i : i + EVENT_BATCH] for i in range(0, len(events), EVENT_BATCH)]
         return [*(self._process(b) for b in batches), *(self._run(j) for j in jobs)]
 
     async def run_once(self) -> int:
@@ -225,12 +224,7 @@ class Worker:
             except TimeoutError:
                 if not peek:
                     return
-            # A look is microseconds on SQLite: run it here, not through a thread hop.
-            if (
-                self._watch.work_waiting(self.rt.clock.now())
-                if self.rt.db.is_sqlite
-                else await asyncio.to_thread(self._watch.work_waiting, self.rt.clock.now())
-            ):
+            if await self._watch.look(self.rt.clock.now()):
                 return
 
     async def _run(self, job: ClaimedJob) -> None:

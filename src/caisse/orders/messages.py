@@ -32,30 +32,22 @@ def record(
     order_id: str | None,
     now: dt.datetime,
 ) -> m.Message:
-    msg_id = ids.new_id("message")
-    payload = {"type": type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data}
-    message = m.Message(
-        id=msg_id,
-        tenant_id=tenant_id,
-        environment=environment,
-        type=type,
-        order_id=order_id,
-        payload=payload,
-        created_at=now,
-    )
-    # A plain insert, not the unit of work: nothing else of this transaction is flushed with it.
-    session.connection().execute(
-        _INSERT,
-        {
-            "id": msg_id,
-            "tenant_id": tenant_id,
-            "environment": environment,
+    values: dict[str, Any] = {
+        "id": ids.new_id("message"),
+        "tenant_id": tenant_id,
+        "environment": environment,
+        "type": type,
+        "order_id": order_id,
+        "payload": {
             "type": type,
-            "order_id": order_id,
-            "payload": payload,
-            "created_at": now,
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": data,
         },
-    )
+        "created_at": now,
+    }
+    # A plain insert, not the unit of work: nothing else of this transaction is flushed with it.
+    session.connection().execute(_INSERT, values)
+    message = m.Message(**values)
     _load_sinks()
     for sink in SINKS:
         sink(session, message, now)

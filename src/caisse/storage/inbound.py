@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from caisse.storage import models as m
+from caisse.storage.sql import any_row
 
 EVENT_COLUMNS = (
     "id",
@@ -246,22 +247,14 @@ def _ready(now: dt.datetime) -> ColumnElement[bool]:
 
 def any_waiting(session: Session | Connection, *, now: dt.datetime) -> bool:
     """Whether any event is due or being processed (leased or not): the foreground is busy."""
-    return (
-        session.execute(
-            select(m.InboundEvent.id)
-            .where(m.InboundEvent.status.in_(PROCESSABLE), m.InboundEvent.run_at <= now)
-            .limit(1)
-        ).first()
-        is not None
-    )
+    waiting = (m.InboundEvent.status.in_(PROCESSABLE), m.InboundEvent.run_at <= now)
+    return any_row(session, *waiting, of=m.InboundEvent.id)
 
 
 def any_ready(session: Session | Connection, *, now: dt.datetime) -> bool:
     """Whether :func:`claim` would find an event, by a read that takes no write lock: how an
     idle worker notices events stored by another process."""
-    return (
-        session.execute(select(m.InboundEvent.id).where(_ready(now)).limit(1)).first() is not None
-    )
+    return any_row(session, _ready(now), of=m.InboundEvent.id)
 
 
 def release_failed(

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, or_, s
 from sqlalchemy.orm import Session
 
 from caisse.storage import models as m
-from caisse.storage.sql import insert_ignore
+from caisse.storage.sql import any_row, insert_ignore
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,8 @@ def enqueue(
     tenant_id: str | None = None,
     max_attempts: int = 25,
 ) -> None:
-    session.connection().execute(
-        insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
+    insert_rows(
+        session,
         [
             job_row(
                 kind,
@@ -55,6 +55,14 @@ def enqueue(
                 max_attempts=max_attempts,
             )
         ],
+    )
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert :func:`job_row` rows, each once: a ``(kind, key)`` already queued adds nothing."""
+    session.connection().execute(
+        insert_ignore(session, m.Job.__table__, conflict=["kind", "key"]),  # type: ignore[arg-type]
+        rows,
     )
 
 
@@ -126,14 +134,13 @@ def any_ready(
     session: Session | Connection, *, now: dt.datetime, kinds: tuple[str, ...] | None = None
 ) -> bool:
     """Whether :func:`claim` would find a job, by a read that takes no write lock."""
-    return session.execute(select(m.Job.id).where(_ready(now, kinds)).limit(1)).first() is not None
+    return any_row(session, _ready(now, kinds), of=m.Job.id)
 
 
 def any_active(session: Session, *, now: dt.datetime, kinds: tuple[str, ...]) -> bool:
     """Whether a job of these kinds is due or running."""
     active = or_(and_(m.Job.status == "queued", m.Job.run_at <= now), m.Job.status == "running")
-    stmt = select(m.Job.id).where(active, m.Job.kind.in_(kinds)).limit(1)
-    return session.execute(stmt).first() is not None
+    return any_row(session, active, m.Job.kind.in_(kinds), of=m.Job.id)
 
 
 def complete(session: Session, job_id: int, worker_id: str, *, now: dt.datetime) -> bool:

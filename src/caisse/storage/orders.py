@@ -219,25 +219,9 @@ def save(
 
 
 _INSERT_EVENTS = insert(m.OrderEvent.__table__)  # type: ignore[arg-type]
-_GUARDED_UPDATE = (
-    update(m.Order)
-    .where(m.Order.id == bindparam("order_id"), m.Order.version == bindparam("expected_version"))
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "status",
-                "phase",
-                "phase_observed_at",
-                "amount_paid",
-                "amount_refunded",
-                "refunds_observed_at",
-                "paid_at",
-                "version",
-                "updated_at",
-            )
-        }
-    )
+# The SET clause is the parameters' column names (``save``'s values).
+_GUARDED_UPDATE = update(m.Order).where(
+    m.Order.id == bindparam("order_id"), m.Order.version == bindparam("expected_version")
 )
 
 
@@ -289,17 +273,16 @@ def _sync(
     insert, and the object kept in ``existing_rows`` for the view is not in the session: rows
     are good for the one save that follows :func:`load_rows`."""
     fields = _FIELDS[model]
+    copied = tuple(dict.fromkeys(("provider", *key, *fields)))
     existing = {tuple(getattr(r, k) for k in key): r for r in existing_rows}
     new: list[dict[str, Any]] = []
     for rec in records:
         row = existing.get(tuple(getattr(rec, k) for k in key))
         if row is None:
-            row = model(id=ids.new_id(prefix), order_id=order_id, provider=rec.provider)
-            for name in (*key, *fields):
-                setattr(row, name, getattr(rec, name))
-            existing_rows.append(row)
-            columns = dict.fromkeys(("id", "order_id", "provider", *key, *fields))
-            new.append({name: getattr(row, name) for name in columns})
+            values = {"id": ids.new_id(prefix), "order_id": order_id}
+            values.update((name, getattr(rec, name)) for name in copied)
+            new.append(values)
+            existing_rows.append(model(**values))
         else:
             _copy(row, rec, fields)
     if new:

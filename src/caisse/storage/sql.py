@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +31,11 @@ def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Ins
     else:
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt  # type: ignore[no-any-return]
+
+
+def any_row(session: Session | Connection, *where: ColumnElement[bool], of: Any) -> bool:
+    """Whether a row of ``of`` (a primary-key column) matches: one indexed ``LIMIT 1`` read."""
+    return session.execute(select(of).where(*where).limit(1)).first() is not None
 
 
 @contextmanager

@@ -15,6 +15,7 @@ regular claim every ``worker_poll_interval``, not by the look.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from typing import Any
@@ -34,6 +35,13 @@ class WorkWatch:
         self._raw: Any = None  # SQLite: the DBAPI connection that reads data_version
         self._version: int | None = None
         self._conn: Connection | None = None  # PostgreSQL
+
+    async def look(self, now: dt.datetime) -> bool:
+        """:meth:`work_waiting` from the event loop: SQLite's look is microseconds and runs
+        inline; PostgreSQL's is a round trip, run in a thread."""
+        if self._db.is_sqlite:
+            return self.work_waiting(now)
+        return await asyncio.to_thread(self.work_waiting, now)
 
     def work_waiting(self, now: dt.datetime) -> bool:
         """True when there may be work to claim (a false alarm costs one empty claim)."""
