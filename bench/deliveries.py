@@ -40,7 +40,7 @@ from tests.support.servers import free_port, localstripe_process, wait_http
 
 from caisse.config import Settings
 from caisse.delivery import signing
-from caisse.jobs.worker import Worker
+from caisse.jobs.worker import Worker, run_loop
 from caisse.orders import messages
 from caisse.providers.stripe import simulate
 from caisse.runtime import Runtime
@@ -118,7 +118,7 @@ def throughput(url: str, tmp: Path) -> float:
                 await task
                 return elapsed
 
-            elapsed = asyncio.run(run())
+            elapsed = run_loop(run())  # the loop `caisse worker` runs
         return BACKLOG / elapsed
     finally:
         rt.close()

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         import os
 
         from caisse.jobs.registry import RENDER_KINDS
-        from caisse.jobs.worker import Worker
+        from caisse.jobs.worker import Worker, run_loop
         from caisse.logging import configure
 
         if render and no_render:
@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
                 ).run(stop)
 
             try:
-                asyncio.run(main())
+                run_loop(main())
             except KeyboardInterrupt:
                 console.print("worker stopped")
 

@@ -98,10 +98,11 @@ def check_event_types(event_types: Sequence[str] | None) -> list[str]:
     return out
 
 
-def active_secrets(box: SecretBox, row: m.Endpoint, now: dt.datetime) -> list[str]:
-    """Secrets that sign now, newest first (the newest never expires)."""
+def active_secrets(box: SecretBox, secrets: list[dict[str, Any]], now: dt.datetime) -> list[str]:
+    """Of an endpoint's ``secrets``, those that sign now, newest first (the newest never
+    expires)."""
     out: list[str] = []
-    for index, entry in enumerate(row.secrets):
+    for index, entry in enumerate(secrets):
         expires = entry.get("expires_at")
         if index and expires and dt.datetime.fromisoformat(expires) <= now:
             continue

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from caisse import __version__, ids
@@ -46,6 +46,7 @@ from caisse.delivery.safety import Resolver
 from caisse.jobs.batching import Coalescer
 from caisse.jobs.registry import JobContext, handler, on_shutdown
 from caisse.runtime import Runtime
+from caisse.storage import deliveries
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.tenants.services import Caller
@@ -62,7 +63,6 @@ __all__ = [
 log = logging.getLogger("caisse.delivery")
 T = TypeVar("T")
 R = TypeVar("R")
-M = TypeVar("M", m.Delivery, m.Endpoint)
 
 USER_AGENT = f"caisse/{__version__}"
 MAX_INTERRUPTED = 5
@@ -171,34 +171,27 @@ def _prepare_many(ctxs: list[JobContext]) -> list[_Plan | None]:
         rt = group[0].rt
         now = rt.clock.now()
         with rt.db.read() as s:
-            rows = s.execute(
-                select(m.Delivery, m.Endpoint, m.Message)
-                .join(m.Endpoint, m.Endpoint.id == m.Delivery.endpoint_id)
-                .join(m.Message, m.Message.id == m.Delivery.message_id)
-                .where(m.Delivery.id.in_([c.job.key for c in group]))
-            ).all()
-        found = {d.id: (d, ep, msg) for d, ep, msg in rows}
+            found = deliveries.attempt_inputs(s.connection(), [c.job.key for c in group])
         keys: dict[str, tuple[str | None, list[str]]] = {}  # decrypt once per endpoint
         idle = []
         for ctx in group:
             row = found.get(ctx.job.key)
-            if row is None or row[0].status != "pending" or row[1].status != "enabled":
+            if row is None or row.delivery_status != "pending" or row.endpoint_status != "enabled":
                 plans[id(ctx)] = None
                 idle.append(ctx)
                 continue
-            d, ep, msg = row
-            if ep.id not in keys:
-                api_key = rt.box.decrypt(ep.api_key) if ep.api_key else None
-                keys[ep.id] = (api_key, active_secrets(rt.box, ep, now))
-            api_key, secrets = keys[ep.id]
+            if row.endpoint_id not in keys:
+                api_key = rt.box.decrypt(row.api_key) if row.api_key else None
+                keys[row.endpoint_id] = (api_key, active_secrets(rt.box, row.secrets, now))
+            api_key, secrets = keys[row.endpoint_id]
             plans[id(ctx)] = _Plan(
-                delivery_id=d.id,
-                endpoint_id=ep.id,
-                url=ep.url,
+                delivery_id=row.delivery_id,
+                endpoint_id=row.endpoint_id,
+                url=row.url,
                 api_key=api_key,
                 secrets=secrets,
-                message_id=msg.id,
-                body=message_body(msg.payload),
+                message_id=row.message_id,
+                body=message_body(row.payload),
             )
         if idle:
             with rt.db.write() as s:
@@ -228,34 +221,36 @@ class _Outcome:
 
 def _record_many(outcomes: list[_Outcome]) -> list[None]:
     """Attempt rows + delivery states + endpoint health + next runs of a whole batch: one
-    transaction (rows locked endpoints first, then deliveries, each in id order, so two
-    workers' batches never wait on each other in a circle)."""
+    transaction."""
     for group in _by_runtime(outcomes):
         rt = group[0].ctx.rt
         now = rt.clock.now()
         logged: list[tuple[_Outcome, int, str]] = []
         with rt.db.write() as s:
-            endpoints = _locked(s, m.Endpoint, {o.plan.endpoint_id for o in group})
-            deliveries = _locked(s, m.Delivery, {o.plan.delivery_id for o in group})
+            conn = s.connection()
+            endpoints, states = deliveries.lock_for_outcomes(
+                conn, {o.plan.endpoint_id for o in group}, {o.plan.delivery_id for o in group}
+            )
+            failing = {ep.id: ep.failing_since for ep in endpoints.values()}
             attempts: list[dict[str, Any]] = []
+            changed: list[deliveries.DeliveryState] = []
             done: list[JobContext] = []
             again: list[tuple[JobContext, dt.datetime]] = []
-            with s.no_autoflush:  # one flush for the batch, updates grouped by shape
-                for o in group:
-                    d = deliveries.get(o.plan.delivery_id)
-                    if d is None:  # endpoint deleted meanwhile
-                        done.append(o.ctx)
-                        continue
-                    number, outcome = _apply(s, o, d, endpoints.get(d.endpoint_id), now, attempts)
-                    if d.status == "pending":
-                        assert d.next_attempt_at is not None
-                        again.append((o.ctx, d.next_attempt_at))
-                    else:
-                        done.append(o.ctx)
-                    logged.append((o, number, outcome))
-            s.flush()
-            if attempts:
-                s.execute(insert(m.DeliveryAttempt), attempts)
+            for o in group:
+                d = states.get(o.plan.delivery_id)
+                if d is None:  # endpoint deleted meanwhile
+                    done.append(o.ctx)
+                    continue
+                number, outcome = _apply(s, o, d, endpoints.get(d.endpoint_id), now, attempts)
+                changed.append(d)
+                if d.status == "pending":
+                    assert d.next_attempt_at is not None
+                    again.append((o.ctx, d.next_attempt_at))
+                else:
+                    done.append(o.ctx)
+                logged.append((o, number, outcome))
+            health = [ep for ep in endpoints.values() if ep.failing_since != failing[ep.id]]
+            deliveries.save_outcomes(conn, changed, health, attempts)
             _end_jobs(s, rt, done, again)
         for o, number, outcome in logged:
             log.info(
@@ -272,14 +267,6 @@ def _record_many(outcomes: list[_Outcome]) -> list[None]:
                 },
             )
     return [None] * len(outcomes)
-
-
-def _locked(s: Session, model: type[M], ids: set[str]) -> dict[str, M]:
-    """Load and lock rows by id, in id order (the same order in every transaction)."""
-    rows = s.scalars(
-        select(model).where(model.id.in_(sorted(ids))).order_by(model.id).with_for_update()
-    )
-    return {row.id: row for row in rows}
 
 
 def _end_jobs(
@@ -301,8 +288,8 @@ def _end_jobs(
 def _apply(
     s: Session,
     o: _Outcome,
-    d: m.Delivery,
-    ep: m.Endpoint | None,
+    d: deliveries.DeliveryState,
+    ep: deliveries.EndpointHealth | None,
     now: dt.datetime,
     attempts: list[dict[str, Any]],
 ) -> tuple[int, str]:
@@ -371,7 +358,10 @@ def _apply(
     elif ep is not None:
         ep.failing_since = None
     if ep is not None and disable_reason and disable_code and ep.status == "enabled":
-        disable(s, ep, disable_reason, now=now, code=disable_code)
+        row = s.get_one(m.Endpoint, ep.id)
+        row.failing_since = ep.failing_since
+        disable(s, row, disable_reason, now=now, code=disable_code)
+        ep.status = row.status
     d.attempts = number
     d.last_status_code = result.status_code
     d.updated_at = now
@@ -462,7 +452,7 @@ async def send_test(rt: Runtime, caller: Caller, endpoint_id: str) -> dict[str, 
         with rt.db.read() as s:
             ep = get_endpoint(s, caller, endpoint_id)
             key = rt.box.decrypt(ep.api_key) if ep.api_key else None
-            return ep.url, key, active_secrets(rt.box, ep, rt.clock.now())
+            return ep.url, key, active_secrets(rt.box, ep.secrets, rt.clock.now())
 
     url, api_key, secrets = await asyncio.to_thread(load)
     now = rt.clock.now()

@@ -26,9 +26,11 @@ from caisse.orders.apply import apply_snapshots
 from caisse.providers.base import Interpretation, OrderLookup
 from caisse.providers.stripe import mapping as stripe_mapping
 from caisse.storage import inbound
+from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.storage import orders as order_store
 from caisse.storage.db import Database
+from caisse.storage.jobs import ClaimedJob
 from caisse.tenants.credentials import record_account_flags
 
 log = logging.getLogger("caisse.intake")
@@ -50,16 +52,25 @@ def process_batch(
     event_ids: Sequence[str],
     worker_id: str,
     backoff: Callable[[int], float],
-) -> None:
+    *,
+    dispatch: tuple[str, ...] = (),
+    lease_seconds: float = 120.0,
+) -> list[ClaimedJob]:
     """Process leased events in ONE transaction, in the order given (the order they were
     claimed in): one commit, one read of the rows and one write of each instead of one
     transaction per event. If anything in the batch fails, nothing of it is kept and each event
-    runs again alone (:func:`process_claimed`), so one bad event fails only itself."""
+    runs again alone (:func:`process_claimed`), so one bad event fails only itself.
+
+    Jobs of the ``dispatch`` kinds the events make (partner deliveries) come back already
+    claimed by ``worker_id`` (``jobs.dispatch_here``), for the worker to run at once."""
     if len(event_ids) > 1:
         try:
             with db.write() as s:
+                taken = jobstore.dispatch_here(
+                    s, worker_id, dispatch, now=clock.now(), lease_seconds=lease_seconds
+                )
                 _apply_leased(s, clock, event_ids)
-            return
+            return taken
         except Exception as exc:
             log.info(
                 "event batch failed, processing one by one",
@@ -69,17 +80,33 @@ def process_batch(
                     "error": repr(exc)[:200],
                 },
             )
+    taken = []
     for event_id in event_ids:
-        process_claimed(db, clock, event_id, worker_id, backoff)
+        taken += process_claimed(
+            db, clock, event_id, worker_id, backoff, dispatch=dispatch, lease_seconds=lease_seconds
+        )
+    return taken
 
 
 def process_claimed(
-    db: Database, clock: Clock, event_id: str, worker_id: str, backoff: Callable[[int], float]
-) -> None:
-    """Process one leased event; on failure record it on the row and schedule a retry."""
+    db: Database,
+    clock: Clock,
+    event_id: str,
+    worker_id: str,
+    backoff: Callable[[int], float],
+    *,
+    dispatch: tuple[str, ...] = (),
+    lease_seconds: float = 120.0,
+) -> list[ClaimedJob]:
+    """Process one leased event; on failure record it on the row and schedule a retry.
+    Returns the jobs dispatched to ``worker_id``, as :func:`process_batch` does."""
     try:
         with db.write() as s:
+            taken = jobstore.dispatch_here(
+                s, worker_id, dispatch, now=clock.now(), lease_seconds=lease_seconds
+            )
             _apply_leased(s, clock, [event_id])
+        return taken
     except Exception as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.warning(
@@ -95,6 +122,7 @@ def process_claimed(
             if attempts + 1 < MAX_ATTEMPTS:
                 retry_at = now + dt.timedelta(seconds=backoff(attempts + 1))
             inbound.release_failed(s, event_id, error=detail, retry_at=retry_at)
+        return []
 
 
 def _apply_leased(s: Session, clock: Clock, event_ids: Sequence[str]) -> None:

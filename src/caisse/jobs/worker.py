@@ -17,7 +17,7 @@ import random
 import socket
 import traceback
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from caisse.intake import processing
 from caisse.jobs import registry
@@ -27,6 +27,8 @@ from caisse.storage import inbound
 from caisse.storage import jobs as jobstore
 from caisse.storage.jobs import ClaimedJob
 from caisse.storage.watch import WorkWatch
+
+T = TypeVar("T")
 
 log = logging.getLogger("caisse.worker")
 
@@ -38,6 +40,16 @@ more at once would not go faster, and it looks at the foreground again after eac
 EVENT_BATCH = 10
 """Inbound events processed per transaction: one commit for several, while the first of them
 waits for at most nine others (a few milliseconds each) before its partners hear of it."""
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on the event loop ``caisse serve`` runs its worker on: uvloop, when
+    installed (uvicorn picks it), else asyncio's own; a tenth less CPU per delivery."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] installs it
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
@@ -82,6 +94,10 @@ class Worker:
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._watch = WorkWatch(rt.db, events=events, kinds=self.kinds)
+        # The jobs events make that this worker runs straight from the processing transaction.
+        self._dispatch = tuple(
+            k for k in registry.FOREGROUND_KINDS if self.kinds is None or k in self.kinds
+        )
 
     async def _claim(self, want: int) -> list[Coroutine[Any, Any, None]]:
         """Lease up to ``want`` inbound events and up to ``want`` jobs in one transaction;
@@ -115,15 +131,21 @@ class Worker:
         return len(work)
 
     async def _process(self, event_ids: list[str]) -> None:
+        """Process a batch of events, then run at once the deliveries they made (dispatched
+        to this worker by the processing transaction itself)."""
         async with self._sem:
-            await asyncio.to_thread(
+            taken = await asyncio.to_thread(
                 processing.process_batch,
                 self.rt.db,
                 self.rt.clock,
                 event_ids,
                 self.worker_id,
                 backoff_seconds,
+                dispatch=self._dispatch,
+                lease_seconds=self.rt.settings.job_lease_seconds,
             )
+        if taken:
+            await asyncio.gather(*(self._run(job) for job in taken))
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Run until no job is ready (tests, the demo, ``caisse reconcile``)."""

@@ -19,7 +19,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -219,22 +229,32 @@ def claim(
     lease_seconds: float = 120,
 ) -> list[str]:
     """Lease up to ``limit`` events due for processing; ``SKIP LOCKED`` on PostgreSQL."""
-    pick = (
-        select(m.InboundEvent.id)
-        .where(_ready(now))
-        .order_by(m.InboundEvent.run_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(session.execute(pick).scalars())
+    conn = session.connection()
+    ids = list(conn.execute(_CLAIM_PICK, {"now": now, "limit": limit}).scalars())
     if ids:
-        session.execute(
-            update(m.InboundEvent)
-            .where(m.InboundEvent.id.in_(ids))
-            .values(locked_by=worker_id, locked_until=now + dt.timedelta(seconds=lease_seconds))
-            .execution_options(synchronize_session=False)
-        )
+        until = now + dt.timedelta(seconds=lease_seconds)
+        conn.execute(_CLAIM_LEASE, {"ids": ids, "worker": worker_id, "until": until})
     return ids
+
+
+_EVENTS: Table = m.InboundEvent.__table__  # type: ignore[assignment]
+# Prebuilt (each worker runs them every round): no expression building, cached compilation.
+_CLAIM_PICK = (
+    select(_EVENTS.c.id)
+    .where(
+        _EVENTS.c.status.in_(PROCESSABLE),
+        _EVENTS.c.run_at <= bindparam("now"),
+        or_(_EVENTS.c.locked_until.is_(None), _EVENTS.c.locked_until < bindparam("now")),
+    )
+    .order_by(_EVENTS.c.run_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_LEASE = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(locked_by=bindparam("worker"), locked_until=bindparam("until"))
+)
 
 
 def _ready(now: dt.datetime) -> ColumnElement[bool]:

@@ -193,3 +193,72 @@ def test_a_background_lane_paces_itself_while_events_wait(rt):
     paced = asyncio.run(run())
     assert 1 <= paced <= 4  # one claim per 0.2 s, not the six in one go
     assert len(done) == 6
+
+
+def _jobs(rt):  # type: ignore[no-untyped-def]
+    with rt.db.read() as s:
+        rows = s.execute(
+            select(m.Job.kind, m.Job.key, m.Job.status, m.Job.locked_by, m.Job.attempts)
+        ).all()
+    return {(kind, key): (status, by, attempts) for kind, key, status, by, attempts in rows}
+
+
+def test_jobs_made_under_dispatch_come_back_claimed_by_the_worker(rt):
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.enqueue(s, "deliver", "dup", {"n": 0}, now=now)  # already queued before
+    with rt.db.write() as s:
+        taken = jobstore.dispatch_here(s, "w1", ("deliver",), now=now, lease_seconds=30)
+        jobstore.insert_rows(
+            s,
+            [
+                jobstore.job_row("deliver", "d1", {"n": 1}, now=now),
+                jobstore.job_row("deliver", "dup", {"n": 2}, now=now),
+                jobstore.job_row("deliver", "later", {}, now=now, run_at=now + dt.timedelta(1)),
+                jobstore.job_row("issue_invoice", "i1", {}, now=now),
+            ],
+        )
+    # Only the new, due job of the dispatched kind: running, leased to w1, its first attempt.
+    assert [(j.kind, j.key, j.payload, j.attempts) for j in taken] == [
+        ("deliver", "d1", {"n": 1}, 1)
+    ]
+    assert _jobs(rt) == {
+        ("deliver", "dup"): ("queued", None, 0),
+        ("deliver", "d1"): ("running", "w1", 1),
+        ("deliver", "later"): ("queued", None, 0),
+        ("issue_invoice", "i1"): ("queued", None, 0),
+    }
+    # The worker completes it as it would a job it claimed; nobody else can claim it meanwhile.
+    with rt.db.write() as s:
+        assert [j.key for j in jobstore.claim(s, "w2", now=now, kinds=("deliver",))] == ["dup"]
+        jobstore.complete_many(s, [taken[0].id], "w1", now=now)
+    assert _jobs(rt)[("deliver", "d1")] == ("done", "w1", 1)
+
+
+def test_a_dispatched_job_whose_worker_died_is_claimed_again_after_its_lease(rt):
+    now = dt.datetime.now(UTC)
+    with rt.db.write() as s:
+        jobstore.dispatch_here(s, "w1", ("deliver",), now=now, lease_seconds=30)
+        jobstore.enqueue(s, "deliver", "d1", {}, now=now)
+    with rt.db.write() as s:
+        assert jobstore.claim(s, "w2", now=now + dt.timedelta(seconds=29)) == []
+        again = jobstore.claim(s, "w2", now=now + dt.timedelta(seconds=31))
+    assert [(j.key, j.attempts) for j in again] == [("d1", 2)]
+
+
+def test_without_dispatch_or_after_a_rollback_nothing_is_claimed(rt):
+    now = dt.datetime.now(UTC)
+    taken: list[jobstore.ClaimedJob] = []
+    try:
+        with rt.db.write() as s:
+            taken = jobstore.dispatch_here(s, "w1", ("deliver",), now=now, lease_seconds=30)
+            jobstore.enqueue(s, "deliver", "d1", {}, now=now)
+            raise RuntimeError("the transaction fails after the insert")
+    except RuntimeError:
+        pass
+    assert len(taken) == 1  # what the caller must not run: the transaction did not commit
+    assert _jobs(rt) == {}
+    with rt.db.write() as s:
+        assert jobstore.dispatch_here(s, "w1", (), now=now, lease_seconds=30) == []
+        jobstore.enqueue(s, "deliver", "d1", {}, now=now)
+    assert _jobs(rt) == {("deliver", "d1"): ("queued", None, 0)}
