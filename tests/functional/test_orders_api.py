@@ -21,6 +21,7 @@ from tests.support.api import (
     order_body,
     order_meta,
     post_event,
+    succeeded_event,
 )
 from tests.support.servers import free_port, live_caisse
 
@@ -257,13 +258,7 @@ def test_stripe_unreachable_is_502_and_the_same_key_resumes_the_same_order(
 
 
 def pay(client: Any, rt: Runtime, merchant: Merchant, order: dict[str, Any]) -> dict[str, Any]:
-    ev = simulate.build_event(
-        "payment_intent.succeeded",
-        livemode=False,
-        payment_intent_id=order["payment"]["payment_intent"],
-        amount=order["amount_total"],
-        metadata=order_meta(merchant, order),
-    )
+    ev = succeeded_event(merchant, order)
     assert post_event(client, merchant, ev).status_code == 200
     drain(rt)
     return ev

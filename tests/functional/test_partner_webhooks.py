@@ -13,11 +13,10 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 from tests.conftest import make_settings
 from tests.support import partners
-from tests.support.api import create_order, drain, new_merchant, order_meta, post_event
+from tests.support.api import create_order, drain, new_merchant, post_event, succeeded_event
 
 from caisse.config import Settings
 from caisse.jobs.worker import Worker
-from caisse.providers.stripe import simulate
 from caisse.runtime import Runtime
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
@@ -41,13 +40,7 @@ def test_stripe_payment_reaches_the_partner_signed(client: Any, rt: Runtime) -> 
         endpoint = r.json()
         assert set(endpoint) >= {"id", "url", "secret"}
         order = create_order(client, merchant)
-        event = simulate.build_event(
-            "payment_intent.succeeded",
-            livemode=False,
-            payment_intent_id=order["payment"]["payment_intent"],
-            amount=order["amount_total"],
-            metadata=order_meta(merchant, order),
-        )
+        event = succeeded_event(merchant, order)
         assert post_event(client, merchant, event).status_code == 200
         drain(rt)
         [request] = partner.requests
@@ -90,13 +83,7 @@ def test_the_worker_sends_what_an_event_makes_in_the_same_round(
         assert r.status_code == 201
         endpoint = r.json()
         order = create_order(client, merchant)
-        event = simulate.build_event(
-            "payment_intent.succeeded",
-            livemode=False,
-            payment_intent_id=order["payment"]["payment_intent"],
-            amount=order["amount_total"],
-            metadata=order_meta(merchant, order),
-        )
+        event = succeeded_event(merchant, order)
         assert post_event(client, merchant, event).status_code == 200
         asyncio.run(Worker(rt, worker_id="w-round").run_once())
         [request] = partner.requests

@@ -78,6 +78,17 @@ def order_meta(merchant: Merchant, order: dict[str, Any]) -> dict[str, str]:
     return {ORDER_METADATA_KEY: order["id"], TENANT_METADATA_KEY: merchant.tenant_id}
 
 
+def succeeded_event(merchant: Merchant, order: dict[str, Any]) -> dict[str, Any]:
+    """The ``payment_intent.succeeded`` event that pays ``order`` in full (test mode)."""
+    return simulate.build_event(
+        "payment_intent.succeeded",
+        livemode=False,
+        payment_intent_id=order["payment"]["payment_intent"],
+        amount=order["amount_total"],
+        metadata=order_meta(merchant, order),
+    )
+
+
 def post_event(
     client: Client,
     merchant: Merchant,
