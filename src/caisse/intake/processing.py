@@ -65,12 +65,7 @@ def process_batch(
     claimed by ``worker_id`` (``jobs.dispatch_here``), for the worker to run at once."""
     if len(event_ids) > 1:
         try:
-            with db.write() as s:
-                taken = jobstore.dispatch_here(
-                    s, worker_id, dispatch, now=clock.now(), lease_seconds=lease_seconds
-                )
-                _apply_leased(s, clock, event_ids)
-            return taken
+            return _apply_in_transaction(db, clock, event_ids, worker_id, dispatch, lease_seconds)
         except Exception as exc:
             log.info(
                 "event batch failed, processing one by one",
@@ -101,12 +96,7 @@ def process_claimed(
     """Process one leased event; on failure record it on the row and schedule a retry.
     Returns the jobs dispatched to ``worker_id``, as :func:`process_batch` does."""
     try:
-        with db.write() as s:
-            taken = jobstore.dispatch_here(
-                s, worker_id, dispatch, now=clock.now(), lease_seconds=lease_seconds
-            )
-            _apply_leased(s, clock, [event_id])
-        return taken
+        return _apply_in_transaction(db, clock, [event_id], worker_id, dispatch, lease_seconds)
     except Exception as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.warning(
@@ -123,6 +113,23 @@ def process_claimed(
                 retry_at = now + dt.timedelta(seconds=backoff(attempts + 1))
             inbound.release_failed(s, event_id, error=detail, retry_at=retry_at)
         return []
+
+
+def _apply_in_transaction(
+    db: Database,
+    clock: Clock,
+    event_ids: Sequence[str],
+    worker_id: str,
+    dispatch: tuple[str, ...],
+    lease_seconds: float,
+) -> list[ClaimedJob]:
+    """Apply leased events in one transaction; the jobs it dispatched once it has committed."""
+    with db.write() as s:
+        taken = jobstore.dispatch_here(
+            s, worker_id, dispatch, now=clock.now(), lease_seconds=lease_seconds
+        )
+        _apply_leased(s, clock, event_ids)
+    return taken
 
 
 def _apply_leased(s: Session, clock: Clock, event_ids: Sequence[str]) -> None:

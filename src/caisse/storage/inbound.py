@@ -237,15 +237,20 @@ def claim(
     return ids
 
 
+def _ready(now: Any) -> ColumnElement[bool]:
+    """Processable, due and not leased at ``now`` (a time or a bind)."""
+    return and_(
+        _EVENTS.c.status.in_(PROCESSABLE),
+        _EVENTS.c.run_at <= now,
+        or_(_EVENTS.c.locked_until.is_(None), _EVENTS.c.locked_until < now),
+    )
+
+
 _EVENTS: Table = m.InboundEvent.__table__  # type: ignore[assignment]
 # Prebuilt (each worker runs them every round): no expression building, cached compilation.
 _CLAIM_PICK = (
     select(_EVENTS.c.id)
-    .where(
-        _EVENTS.c.status.in_(PROCESSABLE),
-        _EVENTS.c.run_at <= bindparam("now"),
-        or_(_EVENTS.c.locked_until.is_(None), _EVENTS.c.locked_until < bindparam("now")),
-    )
+    .where(_ready(bindparam("now")))
     .order_by(_EVENTS.c.run_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
@@ -255,14 +260,6 @@ _CLAIM_LEASE = (
     .where(_EVENTS.c.id.in_(bindparam("ids", expanding=True)))
     .values(locked_by=bindparam("worker"), locked_until=bindparam("until"))
 )
-
-
-def _ready(now: dt.datetime) -> ColumnElement[bool]:
-    return and_(
-        m.InboundEvent.status.in_(PROCESSABLE),
-        m.InboundEvent.run_at <= now,
-        or_(m.InboundEvent.locked_until.is_(None), m.InboundEvent.locked_until < now),
-    )
 
 
 def any_waiting(session: Session | Connection, *, now: dt.datetime) -> bool:

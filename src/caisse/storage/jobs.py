@@ -180,22 +180,23 @@ def claim(
     return sorted((ClaimedJob(*r) for r in rows), key=lambda j: j.id)
 
 
-def _ready(now: dt.datetime, kinds: tuple[str, ...] | None) -> ColumnElement[bool]:
-    ready = or_(
-        and_(m.Job.status == "queued", m.Job.run_at <= now),
-        and_(m.Job.status == "running", m.Job.locked_until < now),
+def _due(now: Any) -> ColumnElement[bool]:
+    """Queued and due, or running with a lapsed lease, at ``now`` (a time or a bind)."""
+    return or_(
+        and_(_JOBS.c.status == "queued", _JOBS.c.run_at <= now),
+        and_(_JOBS.c.status == "running", _JOBS.c.locked_until < now),
     )
-    return and_(ready, m.Job.kind.in_(kinds)) if kinds else ready
+
+
+def _ready(now: dt.datetime, kinds: tuple[str, ...] | None) -> ColumnElement[bool]:
+    ready = _due(now)
+    return and_(ready, _JOBS.c.kind.in_(kinds)) if kinds else ready
 
 
 # Prebuilt (each worker runs them every round): no expression building, cached compilation.
-_READY = or_(
-    and_(_JOBS.c.status == "queued", _JOBS.c.run_at <= bindparam("now")),
-    and_(_JOBS.c.status == "running", _JOBS.c.locked_until < bindparam("now")),
-)
 _CLAIM_PICK = (
     select(_JOBS.c.id)
-    .where(_READY)
+    .where(_due(bindparam("now")))
     .order_by(_JOBS.c.run_at, _JOBS.c.id)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
