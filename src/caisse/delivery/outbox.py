@@ -10,6 +10,7 @@ order change and the fan-out cannot happen: they commit together.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select
@@ -19,6 +20,7 @@ from caisse import ids
 from caisse.delivery.endpoints import get_endpoint
 from caisse.errors import Conflict, NotFound
 from caisse.orders import messages
+from caisse.storage import batch
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 from caisse.tenants.services import Caller
@@ -95,13 +97,13 @@ _INSERT_DELIVERIES = insert(m.Delivery.__table__)  # type: ignore[arg-type]
 
 def fan_out(session: Session, message: m.Message, now: dt.datetime) -> None:
     """The ``messages.SINKS`` entry: deliveries + jobs for the matching endpoints."""
-    endpoints = (
-        session.connection()
-        .execute(
-            _ENABLED_ENDPOINTS, {"tenant_id": message.tenant_id, "environment": message.environment}
-        )
-        .all()
-    )
+    key = {"tenant_id": message.tenant_id, "environment": message.environment}
+
+    def read() -> Sequence[Any]:
+        return session.connection().execute(_ENABLED_ENDPOINTS, key).all()
+
+    # Read once per transaction: a batch of events fans out to the same few tenants.
+    endpoints = batch.recall(session, ("endpoints", *key.values()), read)
     _create_deliveries(
         session,
         [
@@ -120,7 +122,7 @@ def _create_deliveries(
     if not pairs:
         return
     made = [_new_delivery(message, endpoint_id, now) for message, endpoint_id in pairs]
-    session.connection().execute(_INSERT_DELIVERIES, [row for row, _ in made])
+    batch.defer(session, _INSERT_DELIVERIES, [row for row, _ in made])
     jobstore.insert_rows(session, [job for _, job in made])
 
 

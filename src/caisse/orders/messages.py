@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from caisse import ids
+from caisse.storage import batch
 from caisse.storage import models as m
 
 _INSERT = insert(m.Message.__table__)  # type: ignore[arg-type]
@@ -45,8 +46,9 @@ def record(
         },
         "created_at": now,
     }
-    # A plain insert, not the unit of work: nothing else of this transaction is flushed with it.
-    session.connection().execute(_INSERT, values)
+    # A plain insert, not the unit of work: nothing else of this transaction is flushed with
+    # it (held with the transaction's other plain writes, in a batch).
+    batch.defer(session, _INSERT, [values])
     message = m.Message(**values)
     _load_sinks()
     for sink in SINKS:

@@ -15,10 +15,21 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
+from caisse.storage import batch
 from caisse.storage import models as m
 from caisse.storage.sql import any_row, insert_ignore
 
@@ -84,12 +95,9 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
                 leased.append({**r, **dispatch.lease})
             else:
                 queued.append(r)
-        if leased:
-            claimed = session.connection().execute(_returning_claimed(statement), leased)
-            dispatch.jobs.extend(ClaimedJob(*r) for r in claimed)
+        batch.defer(session, _returning_claimed(statement), leased, then=dispatch.took)
         rows = queued
-    if rows:
-        session.connection().execute(statement, rows)
+    batch.defer(session, statement, rows)
 
 
 @functools.cache
@@ -102,6 +110,9 @@ class _Dispatch:
     kinds: frozenset[str]
     lease: dict[str, Any]
     jobs: list[ClaimedJob]
+
+    def took(self, result: CursorResult[Any], _: list[dict[str, Any]]) -> None:
+        self.jobs.extend(ClaimedJob(*r) for r in result)  # type: ignore[call-arg]
 
 
 _DISPATCH = "caisse.jobs.dispatch"

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import CursorResult, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
@@ -21,6 +21,7 @@ from caisse.domain.events import DomainEvent
 from caisse.domain.orders import DisputeRecord, Order, PaymentRecord, RefundRecord
 from caisse.domain.states import OrderStatus, PaymentPhase
 from caisse.errors import Conflict
+from caisse.storage import batch
 from caisse.storage import models as m
 
 
@@ -59,6 +60,57 @@ _ORDER_BY_PAYMENT_RECORD = (
 )
 
 
+_IN_ORDERS: BindParameter[list[str]] = bindparam("order_ids", expanding=True)
+_ORDERS_FOR_UPDATE = (
+    select(m.Order).where(m.Order.id.in_(_IN_ORDERS)).order_by(m.Order.id).with_for_update()
+)
+_CHILDREN_OF = (
+    select(m.Payment).where(m.Payment.order_id.in_(_IN_ORDERS)),
+    select(m.Refund).where(m.Refund.order_id.in_(_IN_ORDERS)),
+    select(m.Dispute).where(m.Dispute.order_id.in_(_IN_ORDERS)),
+)
+_OWNERS_BY_PAYMENTS = select(
+    m.Order.provider_payment_id, m.Order.id, m.Order.tenant_id, m.Order.environment
+).where(
+    m.Order.provider == bindparam("provider"),
+    m.Order.provider_payment_id.in_(bindparam("payment_ids", expanding=True)),
+)
+
+
+def prefetch(session: Session, order_ids: list[str]) -> None:
+    """Lock and read these orders and their child rows in four statements, for the
+    :func:`load_rows` of each to find once in this :func:`batch.held` transaction."""
+    if not order_ids or not batch.active(session):
+        return
+    key = {"order_ids": sorted(set(order_ids))}
+    found = {
+        row.id: (row, OrderRows([], [], [])) for row in session.scalars(_ORDERS_FOR_UPDATE, key)
+    }
+    payments, refunds, disputes = (session.scalars(stmt, key) for stmt in _CHILDREN_OF)
+    for p in payments:
+        found[p.order_id][1].payments.append(p)
+    for r in refunds:
+        found[r.order_id][1].refunds.append(r)
+    for d in disputes:
+        found[d.order_id][1].disputes.append(d)
+    for order_id, loaded in found.items():
+        batch.remember(session, ("order", order_id), loaded)
+
+
+def prefetch_owners(session: Session, provider: str, payment_ids: list[str]) -> None:
+    """Who holds each of these provider payments (or nobody), in one statement, for
+    :func:`find_by_payment` in this :func:`batch.held` transaction."""
+    if not payment_ids or not batch.active(session):
+        return
+    params = {"provider": provider, "payment_ids": sorted(set(payment_ids))}
+    found = {
+        pid: OrderOwner(*owner)
+        for pid, *owner in session.connection().execute(_OWNERS_BY_PAYMENTS, params)
+    }
+    for pid in params["payment_ids"]:
+        batch.remember(session, ("owner_by_payment", provider, pid), found.get(pid))
+
+
 def child_rows(session: Session, order_id: str) -> OrderRows:
     key = {"order_id": order_id}
     return OrderRows(
@@ -76,6 +128,14 @@ def load(session: Session, order_id: str, *, for_update: bool = False) -> tuple[
 def load_rows(
     session: Session, order_id: str, *, for_update: bool = False
 ) -> tuple[m.Order, Order, OrderRows]:
+    """The order, as the domain sees it, and its rows. In a :func:`batch.held` transaction
+    an order :func:`prefetch` read is used once (a second use reads what the first wrote)."""
+    if for_update:
+        loaded = batch.take(session, ("order", order_id))
+        if loaded is not None:
+            row, rows = loaded
+            return row, to_domain(session, row, rows), rows
+        batch.flush(session)
     stmt = _ORDER_FOR_UPDATE if for_update else _ORDER
     row = session.execute(stmt, {"order_id": order_id}).scalar_one()
     rows = child_rows(session, row.id)
@@ -90,12 +150,16 @@ class OrderOwner(NamedTuple):
 
 def find_by_payment(session: Session, provider: str, provider_payment_id: str) -> OrderOwner | None:
     """The order created with this provider payment, and whose it is."""
-    found = (
-        session.connection()
-        .execute(_OWNER_BY_PAYMENT, {"provider": provider, "payment_id": provider_payment_id})
-        .first()
+
+    def read() -> OrderOwner | None:
+        params = {"provider": provider, "payment_id": provider_payment_id}
+        found = session.connection().execute(_OWNER_BY_PAYMENT, params).first()
+        return OrderOwner(*found) if found is not None else None
+
+    owner: OrderOwner | None = batch.recall(
+        session, ("owner_by_payment", provider, provider_payment_id), read
     )
-    return OrderOwner(*found) if found is not None else None
+    return owner
 
 
 def owner(session: Session, order_id: str) -> OrderOwner | None:
@@ -191,18 +255,19 @@ def save(
     }
     # Core statements on the session's connection: the ORM's execution layer is a large
     # share of what this hot path costs, and nothing here needs it.
-    conn = session.connection()
-    result = conn.execute(
-        _GUARDED_UPDATE, {"order_id": row.id, "expected_version": row.version, **values}
+    batch.defer(
+        session,
+        _GUARDED_UPDATE,
+        [{"order_id": row.id, "expected_version": row.version, **values}],
+        then=_guarded,
     )
-    if result.rowcount != 1:
-        raise Conflict(f"Order {row.id} changed concurrently")
     # The row now says what the database says, without reading it back.
     for name, value in values.items():
         set_committed_value(row, name, value)
     _sync_children(session, row.id, order, rows or child_rows(session, row.id))
     if events:
-        conn.execute(
+        batch.defer(
+            session,
             _INSERT_EVENTS,
             [
                 {
@@ -218,6 +283,12 @@ def save(
     return [ev for ev in events if ev.is_partner_message]
 
 
+def _guarded(result: CursorResult[Any], rows: list[dict[str, Any]]) -> None:
+    if result.rowcount != len(rows):
+        ids = ", ".join(r["order_id"] for r in rows)
+        raise Conflict(f"Order {ids} changed concurrently")
+
+
 _INSERT_EVENTS = insert(m.OrderEvent.__table__)  # type: ignore[arg-type]
 # The SET clause is the parameters' column names (``save``'s values).
 _GUARDED_UPDATE = update(m.Order).where(
@@ -226,10 +297,9 @@ _GUARDED_UPDATE = update(m.Order).where(
 
 
 def _sync_children(session: Session, order_id: str, order: Order, rows: OrderRows) -> None:
-    conn = session.connection()
-    _sync(conn, order_id, m.Payment, "payment", order.payments, rows.payments, _PAYMENT_KEY)
-    _sync(conn, order_id, m.Refund, "refund", order.refunds, rows.refunds, _REFUND_KEY)
-    _sync(conn, order_id, m.Dispute, "dispute", order.disputes, rows.disputes, _DISPUTE_KEY)
+    _sync(session, order_id, m.Payment, "payment", order.payments, rows.payments, _PAYMENT_KEY)
+    _sync(session, order_id, m.Refund, "refund", order.refunds, rows.refunds, _REFUND_KEY)
+    _sync(session, order_id, m.Dispute, "dispute", order.disputes, rows.disputes, _DISPUTE_KEY)
 
 
 _PAYMENT_KEY = ("provider", "provider_payment_id")
@@ -259,8 +329,11 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+_INSERT_CHILD = {model: insert(model.__table__) for model in _FIELDS}
+
+
 def _sync(
-    conn: Connection,
+    session: Session,
     order_id: str,
     model: type[Any],
     prefix: str,
@@ -269,9 +342,10 @@ def _sync(
     key: tuple[str, ...],
 ) -> None:
     """Bring one child table in line with the aggregate's records. A changed row is updated
-    at the next flush (only its changed values); a new one is inserted at once by a plain
-    insert, and the object kept in ``existing_rows`` for the view is not in the session: rows
-    are good for the one save that follows :func:`load_rows`."""
+    at the next flush (only its changed values); a new one is inserted by a plain insert
+    (:func:`batch.defer`: at once, or with the transaction's other held writes), and the
+    object kept in ``existing_rows`` for the view is not in the session: rows are good for
+    the one save that follows :func:`load_rows`."""
     fields = _FIELDS[model]
     copied = tuple(dict.fromkeys(("provider", *key, *fields)))
     existing = {tuple(getattr(r, k) for k in key): r for r in existing_rows}
@@ -285,8 +359,7 @@ def _sync(
             existing_rows.append(model(**values))
         else:
             _copy(row, rec, fields)
-    if new:
-        conn.execute(insert(model.__table__), new)
+    batch.defer(session, _INSERT_CHILD[model], new)
 
 
 def _copy(target: Any, source: Any, names: tuple[str, ...]) -> None:
