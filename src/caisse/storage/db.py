@@ -9,12 +9,13 @@ upgrade: SQLite serialises writers, PostgreSQL uses row locks (``FOR UPDATE``, `
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from caisse.errors import StorageUnavailable
@@ -30,14 +31,41 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=20,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 2.0
+"""A pooled PostgreSQL connection idle for longer is pinged before it is used again. A server
+restart, a failover or an idle timeout closes connections that sit in the pool; one used
+moments ago is alive or, if it dies in use, fails its statement, after which SQLAlchemy
+replaces every connection of the pool (and the job or event is retried). ``pool_pre_ping``
+pinged at every checkout: one round trip more in every transaction of the hot path."""
+
+_IDLE_SINCE = "caisse.idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)  # none yet: connected just now
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool drops it and checks out another
+            raise DisconnectionError(f"pooled connection lost: {exc}") from exc
 
 
 SQLITE_PAGE_SIZE = "PRAGMA page_size=8192"
