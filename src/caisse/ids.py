@@ -32,20 +32,23 @@ PREFIXES = {
 }
 
 
-def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+# Ten bits (two digits) a step: half the Python work of a digit a step (every event ingested
+# gets an id).
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_SHIFTS = tuple(range(120, -1, -10))
+
+
+def encode(value: int) -> str:
+    """``value`` (below 2**130) as 26 Crockford base32 digits, most significant first."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_id(kind: str) -> str:
-    """A new id such as ``ord_01JB8Z2Q6N4W7X9TQK3M5R8VCA``."""
+    """A new id such as ``ord_01JB8Z2Q6N4W7X9TQK3M5R8VCA``: 48 bits of milliseconds (ten
+    digits), then 80 random bits (sixteen)."""
     prefix = PREFIXES[kind]
     millis = time.time_ns() // 1_000_000
-    rand = secrets.randbits(80)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{encode(millis << 80 | secrets.randbits(80))}"
 
 
 def has_prefix(value: str, kind: str) -> bool:
