@@ -198,3 +198,33 @@ def test_held_writes_go_out_at_the_end_and_only_if_the_block_ends_well(rt) -> No
     with pytest.raises(RuntimeError):
         failing()
     assert jobs() == 3
+
+
+def test_an_event_found_by_a_payment_an_earlier_event_of_its_batch_recorded(  # type: ignore[no-untyped-def]
+    client, rt, merchant
+) -> None:
+    """The second event names only a PaymentIntent that is not the order's own, and that only
+    the first event (same batch) recorded: it must find the order through that record, held
+    but not yet sent, rather than end ``unmatched``."""
+    order = create_order(client, merchant, amount=2000)
+    other_pi = "pi_" + "9" * 24
+    first = simulate.build_event(
+        "payment_intent.succeeded",
+        livemode=False,
+        payment_intent_id=other_pi,
+        amount=2000,
+        metadata=order_meta(merchant, order),
+    )
+    second = simulate.build_event(
+        "charge.succeeded", livemode=False, payment_intent_id=other_pi, amount=2000, metadata={}
+    )
+    claimed = stored_and_claimed(client, rt, merchant, [first, second])
+    process(rt, claimed)
+    with rt.db.read() as s:
+        rows = s.execute(
+            select(m.InboundEvent.provider_event_id, m.InboundEvent.status, m.InboundEvent.order_id)
+        ).all()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {
+        first["id"]: ("processed", order["id"]),
+        second["id"]: ("processed", order["id"]),
+    }

@@ -145,10 +145,9 @@ def _apply_leased(s: Session, clock: Clock, event_ids: Sequence[str]) -> None:
         if ev is not None and ev.status not in FINAL_STATUSES
     ]
     with batch.held(s):
-        orders = _resolve_all(s, pending)
-        prefetch_orders(s, [order_id for order_id in orders.values() if order_id])
+        _prefetch(s, pending)
         for ev, interp in pending:
-            apply_event(s, clock, ev, interp, orders.get(ev.id))
+            apply_event(s, clock, ev, interp)
 
 
 def _interpret(ev: m.InboundEvent) -> Interpretation:
@@ -158,11 +157,10 @@ def _interpret(ev: m.InboundEvent) -> Interpretation:
     return interpreter(ev.raw_body)
 
 
-def _resolve_all(
-    s: Session, pending: list[tuple[m.InboundEvent, Interpretation]]
-) -> dict[str, str | None]:
-    """The order of each order event (``None``: unmatched), by event id; the usual lookup,
-    by provider payment, in one statement per provider."""
+def _prefetch(s: Session, pending: list[tuple[m.InboundEvent, Interpretation]]) -> None:
+    """Read up front, for all the order events, what applying them reads: who holds each
+    provider payment (one statement per provider), then the orders so found. An event found
+    another way (its payment record, its metadata) reads its own when applied."""
     about_orders = [(ev, interp) for ev, interp in pending if interp.handling == "order"]
     payments: dict[str, list[str]] = {}
     for ev, interp in about_orders:
@@ -170,17 +168,20 @@ def _resolve_all(
             payments.setdefault(ev.provider, []).append(interp.lookup.provider_payment_id)
     for provider, payment_ids in payments.items():
         order_store.prefetch_owners(s, provider, payment_ids)
-    return {ev.id: _resolve(s, ev, interp.lookup) for ev, interp in about_orders}
+    orders = []
+    for ev, interp in about_orders:
+        if interp.lookup.provider_payment_id:
+            found = order_store.find_by_payment(s, ev.provider, interp.lookup.provider_payment_id)
+            if _belongs(found, ev):
+                orders.append(found.id)  # type: ignore[union-attr]
+    prefetch_orders(s, orders)
 
 
-def apply_event(
-    s: Session, clock: Clock, ev: m.InboundEvent, interp: Interpretation, order_id: str | None
-) -> None:
-    """Apply one locked event, interpreted, about ``order_id`` (when an order event: ``None``
-    when none of its tenant's orders)."""
+def apply_event(s: Session, clock: Clock, ev: m.InboundEvent, interp: Interpretation) -> None:
+    """Apply one locked event, as ``interp`` reads it."""
     now = clock.now()
     raw = ev.raw_body
-    status, order_id = _apply(s, ev, interp, now, order_id)
+    status, order_id = _apply(s, ev, interp, now)
     # The row is written once, last, by one plain UPDATE (not the unit of work), and its lease
     # released with it.
     done: dict[str, Any] = {
@@ -204,20 +205,16 @@ _FINISH = update(m.InboundEvent.__table__).where(  # type: ignore[arg-type]
 
 
 def _apply(
-    s: Session,
-    ev: m.InboundEvent,
-    interp: Interpretation,
-    now: dt.datetime,
-    order_id: str | None,
+    s: Session, ev: m.InboundEvent, interp: Interpretation, now: dt.datetime
 ) -> tuple[str, str | None]:
-    """``(the event's final status, the order it changed)``; ``order_id``: the order an
-    order event is about, ``None`` when none of this tenant's is."""
+    """``(the event's final status, the order it changed)``."""
     if interp.handling in ("account", "account_deauthorized") and interp.account is not None:
         deauthorized = interp.handling == "account_deauthorized"
         applied = _apply_account(s, ev, interp, deauthorized=deauthorized)
         return ("processed" if applied else "ignored"), None
     if interp.handling != "order":
         return "processed", None
+    order_id = _resolve(s, ev, interp.lookup)
     if order_id is None:
         return "unmatched", None
     apply_snapshots(

@@ -168,6 +168,7 @@ def owner(session: Session, order_id: str) -> OrderOwner | None:
 
 
 def find_by_payment_record(session: Session, provider: str, payment_id: str) -> str | None:
+    batch.flush(session)  # a payment this transaction recorded counts
     return (
         session.connection()
         .execute(_ORDER_BY_PAYMENT_RECORD, {"provider": provider, "payment_id": payment_id})
