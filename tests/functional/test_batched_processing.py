@@ -5,15 +5,15 @@ a time, including several events of one order in one batch; on SQLite and Postgr
 from __future__ import annotations
 
 import datetime as dt
-import random
+import secrets
 from collections import Counter
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
-from tests.support.api import Merchant, create_order, new_merchant, order_meta, post_event
+from tests.support.api import Merchant, create_order, flow, new_merchant, order_meta, post_event
+from tests.support.deliveries import register
 
-from caisse.delivery import signing
 from caisse.delivery.outbox import JOB_KIND
 from caisse.intake import processing
 from caisse.providers.stripe import simulate
@@ -21,45 +21,28 @@ from caisse.runtime import Runtime
 from caisse.storage import batch, inbound
 from caisse.storage import models as m
 
-T0 = 1_767_225_600
-
 
 @pytest.fixture
 def merchant(client: Any, rt: Runtime) -> Merchant:
-    merchant = new_merchant(client, rt)
-    now = rt.clock.now()
-    with rt.db.write() as s:  # two test endpoints (one only for refunds) and a live one
-        for n, (env, types) in enumerate(
-            [("test", []), ("test", ["order.refunded"]), ("live", [])]
-        ):
-            s.add(
-                m.Endpoint(
-                    id=f"ep_{n}",
-                    tenant_id=merchant.tenant_id,
-                    environment=env,
-                    url=f"https://partner{n}.example/hook",
-                    event_types=types,
-                    secrets=[{"secret": rt.box.encrypt(signing.new_secret()),
-                              "created_at": now.isoformat(), "expires_at": None}],
-                    status="enabled",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )  # fmt: skip
-    return merchant
+    return new_merchant(client, rt)
+
+
+@pytest.fixture
+def endpoints(client: Any, merchant: Merchant) -> dict[str, str]:
+    """Two test endpoints (one for refunds only) and a live one: their ids by role."""
+    made = {
+        "all": register(client, merchant, "https://all.example/hook"),
+        "refunds": register(
+            client, merchant, "https://refunds.example/hook", event_types=["order.refunded"]
+        ),
+        "live": register(client, merchant, "https://live.example/hook", env="live"),
+    }
+    return {role: endpoint["id"] for role, endpoint in made.items()}
 
 
 def events_of(client: Any, merchant: Merchant, name: str) -> tuple[str, list[dict[str, Any]]]:
-    order = create_order(client, merchant, amount=2000)
-    events = simulate.scenario(
-        name,
-        payment_intent_id=order["payment"]["payment_intent"],
-        amount=2000,
-        metadata=order_meta(merchant, order),
-        created=T0,
-        rng=random.Random(f"{name}:{order['id']}"),
-    )
-    return str(order["id"]), events
+    """A new order and its scenario, with event ids of its own."""
+    return flow(client, merchant, name, seed=secrets.token_hex(4))
 
 
 def stored_and_claimed(
@@ -96,7 +79,9 @@ def process(rt: Runtime, claimed: list[str]) -> tuple[list[Any], int, int]:
     return taken, len(statements), len(commits)
 
 
-def test_orders_in_one_batch_end_as_one_event_at_a_time_would(client, rt, merchant) -> None:  # type: ignore[no-untyped-def]
+def test_orders_in_one_batch_end_as_one_event_at_a_time_would(
+    client, rt, merchant, endpoints
+) -> None:  # type: ignore[no-untyped-def]
     """Three orders, nine events in one transaction, two orders with several events each (a
     second event of an order reads what the first wrote but has not sent on its own)."""
     flows = [
@@ -143,7 +128,8 @@ def test_orders_in_one_batch_end_as_one_event_at_a_time_would(client, rt, mercha
     # Each message (three order.paid, one order.payment_failed) reaches the catch-all test
     # endpoint, once: not the refunds-only one, not the live one.
     assert len(message_ids) == 4
-    assert sorted(deliveries) == sorted(("ep_0", message_id) for message_id in message_ids)
+    catch_all = endpoints["all"]
+    assert sorted(deliveries) == sorted((catch_all, message_id) for message_id in message_ids)
     # The deliver jobs went in claimed by this worker, and come back to it.
     assert sorted(job.id for job in taken) == sorted(deliver_jobs)
     assert all(job.kind == JOB_KIND and job.attempts == 1 for job in taken)
@@ -151,7 +137,7 @@ def test_orders_in_one_batch_end_as_one_event_at_a_time_would(client, rt, mercha
 
 
 def test_a_batch_reads_and_writes_in_statements_that_do_not_grow_with_its_events(  # type: ignore[no-untyped-def]
-    client, rt, merchant
+    client, rt, merchant, endpoints
 ) -> None:
     """Five paid orders or ten in one transaction: the same number of statements (each read
     and each kind of write once for all), where one at a time took fifteen per event."""

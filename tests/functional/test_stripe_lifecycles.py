@@ -3,19 +3,27 @@ posted to the tenant's callback URL, in order and out of order, on both engines.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.support.api import Merchant, create_order, drain, new_merchant, order_meta, post_event
+from tests.support.api import (
+    SCENARIO_T0 as T0,
+)
+from tests.support.api import (
+    Merchant,
+    create_order,
+    drain,
+    flow,
+    new_merchant,
+    order_meta,
+    post_event,
+)
 
 from caisse.providers.stripe import simulate
 from caisse.providers.stripe.catalog import SUBSCRIBED_EVENT_TYPES
 from caisse.runtime import Runtime
 from caisse.storage import models as m
-
-T0 = 1_767_225_600
 
 
 @pytest.fixture
@@ -44,22 +52,6 @@ def messages(rt: Runtime, order_id: str) -> list[tuple[str, dict[str, Any]]]:
             for r in rows
             if r.type.startswith("order.")  # invoice.issued rides along; not this file's topic
         ]
-
-
-def flow(
-    client: Any, merchant: Merchant, name: str, amount: int = 2000, **kw: Any
-) -> tuple[str, list[dict[str, Any]]]:
-    order = create_order(client, merchant, amount=amount)
-    events = simulate.scenario(
-        name,
-        payment_intent_id=order["payment"]["payment_intent"],
-        amount=amount,
-        metadata=order_meta(merchant, order),
-        created=T0,
-        rng=random.Random(name),
-        **kw,
-    )
-    return str(order["id"]), events
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])

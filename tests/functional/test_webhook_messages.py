@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ from typing import Any
 import jsonschema
 import pytest
 from sqlalchemy import select
-from tests.support.api import create_order, drain, new_merchant, order_meta, post_event
+from tests.support.api import drain, flow, new_merchant, post_event
 
 from caisse.delivery.worker import message_body
 from caisse.domain.events import MessageType
-from caisse.providers.stripe import simulate
 from caisse.runtime import Runtime
 from caisse.storage import models as m
 
@@ -35,7 +33,6 @@ EXAMPLE = re.compile(r"<!-- example: (?P<type>[a-z_.]+) -->\s*```json\n(?P<body>
 #: (and checked) once, in ``order.paid``.
 ELIDED = "…"
 SCENARIOS = ("payment_failed_then_success", "canceled", "full_refund", "dispute_lost")
-T0 = 1_767_225_600
 
 
 def documented() -> dict[str, dict[str, Any]]:
@@ -79,15 +76,7 @@ def real_messages(client: Any, rt: Runtime) -> dict[str, dict[str, Any]]:
     """The first message of each type that real Stripe lifecycles produce."""
     merchant = new_merchant(client, rt)
     for name in SCENARIOS:
-        order = create_order(client, merchant, amount=2000)
-        events = simulate.scenario(
-            name,
-            payment_intent_id=order["payment"]["payment_intent"],
-            amount=2000,
-            metadata=order_meta(merchant, order),
-            created=T0,
-            rng=random.Random(name),
-        )
+        _, events = flow(client, merchant, name)
         for event in events:  # one at a time: a later state would hide an earlier message
             assert post_event(client, merchant, event).status_code == 200
             drain(rt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -76,6 +77,28 @@ def create_order(
 
 def order_meta(merchant: Merchant, order: dict[str, Any]) -> dict[str, str]:
     return {ORDER_METADATA_KEY: order["id"], TENANT_METADATA_KEY: merchant.tenant_id}
+
+
+SCENARIO_T0 = 1_767_225_600
+"""When the simulated scenarios of :func:`flow` start (2026-01-01 UTC)."""
+
+
+def flow(
+    client: Any, merchant: Merchant, name: str, amount: int = 2000, *, seed: str = "", **kw: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    """A new order and the events of scenario ``name`` for it (``caisse simulate``'s); the
+    same ids for the same ``name`` and ``seed``."""
+    order = create_order(client, merchant, amount=amount)
+    events = simulate.scenario(
+        name,
+        payment_intent_id=order["payment"]["payment_intent"],
+        amount=amount,
+        metadata=order_meta(merchant, order),
+        created=SCENARIO_T0,
+        rng=random.Random(name + seed),
+        **kw,
+    )
+    return str(order["id"]), events
 
 
 def succeeded_event(merchant: Merchant, order: dict[str, Any]) -> dict[str, Any]:
