@@ -54,8 +54,8 @@ RATES = tuple(
     int(r) for r in os.environ.get("BENCH_RATES", "200,50").split(",")
 )  # the figure, and one this machine sustains with invoices on
 SECONDS = 10  # of steady load per run, measured
-WARMUP = 2  # seconds of the same load first, reported apart: a fresh process's first events
-# meet cold caches (statements compiled and prepared, the database's per-connection catalogue)
+WARMUP = 2  # seconds of the same load first, their figures reported apart: a fresh process's
+# first events meet cold caches (statements compiled, then prepared by the driver)
 DRAIN = 15.0  # seconds after the last post before a delivery counts as missed
 BIN = Path(sys.executable).parent
 PG = os.environ.get("CAISSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
