@@ -161,20 +161,18 @@ def _prefetch(s: Session, pending: list[tuple[m.InboundEvent, Interpretation]]) 
     """Read up front, for all the order events, what applying them reads: who holds each
     provider payment (one statement per provider), then the orders so found. An event found
     another way (its payment record, its metadata) reads its own when applied."""
-    about_orders = [(ev, interp) for ev, interp in pending if interp.handling == "order"]
+    by_payment = [
+        (ev, interp.lookup.provider_payment_id)
+        for ev, interp in pending
+        if interp.handling == "order" and interp.lookup.provider_payment_id
+    ]
     payments: dict[str, list[str]] = {}
-    for ev, interp in about_orders:
-        if interp.lookup.provider_payment_id:
-            payments.setdefault(ev.provider, []).append(interp.lookup.provider_payment_id)
+    for ev, payment_id in by_payment:
+        payments.setdefault(ev.provider, []).append(payment_id)
     for provider, payment_ids in payments.items():
         order_store.prefetch_owners(s, provider, payment_ids)
-    orders = []
-    for ev, interp in about_orders:
-        if interp.lookup.provider_payment_id:
-            found = order_store.find_by_payment(s, ev.provider, interp.lookup.provider_payment_id)
-            if _belongs(found, ev):
-                orders.append(found.id)  # type: ignore[union-attr]
-    prefetch_orders(s, orders)
+    found = [(ev, order_store.find_by_payment(s, ev.provider, pid)) for ev, pid in by_payment]
+    prefetch_orders(s, [owner.id for ev, owner in found if owner and _belongs(owner, ev)])
 
 
 def apply_event(s: Session, clock: Clock, ev: m.InboundEvent, interp: Interpretation) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -74,13 +73,6 @@ def invoice_view(row: m.Invoice) -> dict[str, Any]:
     }
 
 
-_ORDER_DOCUMENTS = (
-    select(*_SUMMARY_COLUMNS)
-    .where(m.Invoice.order_id == bindparam("order_id"))
-    .order_by(m.Invoice.id)
-)
-
-
 _ORDERS_DOCUMENTS = (
     select(m.Invoice.order_id, *_SUMMARY_COLUMNS)
     .where(m.Invoice.order_id.in_(bindparam("order_ids", expanding=True)))
@@ -88,27 +80,28 @@ _ORDERS_DOCUMENTS = (
 )
 
 
+def _documents_of(session: Session, order_ids: list[str]) -> dict[str, list[Any]]:
+    # Only the summary's columns: loading whole rows would parse every snapshot (JSON).
+    found: dict[str, list[Any]] = {order_id: [] for order_id in order_ids}
+    for row in session.connection().execute(_ORDERS_DOCUMENTS, {"order_ids": list(found)}):
+        found[row.order_id].append(row)
+    return found
+
+
 def prefetch_documents(session: Session, order_ids: list[str]) -> None:
     """The documents of these orders in one statement, for :func:`order_documents` in this
     ``batch.held`` transaction (which issues none: invoices are numbered in jobs of their own)."""
     if not order_ids or not batch.active(session):
         return
-    found: dict[str, list[Any]] = {order_id: [] for order_id in order_ids}
-    params = {"order_ids": sorted(found)}
-    for row in session.connection().execute(_ORDERS_DOCUMENTS, params):
-        found[row.order_id].append(row)
-    for order_id, rows in found.items():
+    for order_id, rows in _documents_of(session, sorted(set(order_ids))).items():
         batch.remember(session, ("documents", order_id), rows)
 
 
 def order_documents(session: Session, order_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
     """``(invoice summary or None, [credit note summaries])`` for ``order_view``."""
-
-    def read() -> Sequence[Any]:
-        # Only the summary's columns: loading whole rows would parse every snapshot (JSON).
-        return session.connection().execute(_ORDER_DOCUMENTS, {"order_id": order_id}).all()
-
-    rows = batch.recall(session, ("documents", order_id), read)
+    rows = batch.recall(
+        session, ("documents", order_id), lambda: _documents_of(session, [order_id])[order_id]
+    )
     invoice = next((invoice_summary(r) for r in rows if r.kind == "invoice"), None)
     return invoice, [invoice_summary(r) for r in rows if r.kind == "credit_note"]
 

@@ -41,14 +41,8 @@ class OrderRows:
 _BY_ORDER: BindParameter[str] = bindparam("order_id")
 _ORDER = select(m.Order).where(m.Order.id == _BY_ORDER)
 _ORDER_FOR_UPDATE = _ORDER.with_for_update()
-_PAYMENTS = select(m.Payment).where(m.Payment.order_id == _BY_ORDER)
-_REFUNDS = select(m.Refund).where(m.Refund.order_id == _BY_ORDER)
-_DISPUTES = select(m.Dispute).where(m.Dispute.order_id == _BY_ORDER)
-_OWNER = select(m.Order.id, m.Order.tenant_id, m.Order.environment)
-_OWNER_BY_ID = _OWNER.where(m.Order.id == _BY_ORDER)
-_OWNER_BY_PAYMENT = _OWNER.where(
-    m.Order.provider == bindparam("provider"),
-    m.Order.provider_payment_id == bindparam("payment_id"),
+_OWNER_BY_ID = select(m.Order.id, m.Order.tenant_id, m.Order.environment).where(
+    m.Order.id == _BY_ORDER
 )
 _ORDER_BY_PAYMENT_RECORD = (
     select(m.Payment.order_id)
@@ -60,6 +54,7 @@ _ORDER_BY_PAYMENT_RECORD = (
 )
 
 
+# Several orders at once (a processing batch), or one: the same statements.
 _IN_ORDERS: BindParameter[list[str]] = bindparam("order_ids", expanding=True)
 _ORDERS_FOR_UPDATE = (
     select(m.Order).where(m.Order.id.in_(_IN_ORDERS)).order_by(m.Order.id).with_for_update()
@@ -77,24 +72,44 @@ _OWNERS_BY_PAYMENTS = select(
 )
 
 
+def children_of(session: Session, order_ids: list[str]) -> dict[str, OrderRows]:
+    """The child rows of each of these orders, in three statements for all."""
+    found = {order_id: OrderRows([], [], []) for order_id in order_ids}
+    key = {"order_ids": list(found)}
+    payments, refunds, disputes = (session.scalars(stmt, key) for stmt in _CHILDREN_OF)
+    for p in payments:
+        found[p.order_id].payments.append(p)
+    for r in refunds:
+        found[r.order_id].refunds.append(r)
+    for d in disputes:
+        found[d.order_id].disputes.append(d)
+    return found
+
+
+def child_rows(session: Session, order_id: str) -> OrderRows:
+    return children_of(session, [order_id])[order_id]
+
+
 def prefetch(session: Session, order_ids: list[str]) -> None:
     """Lock and read these orders and their child rows in four statements, for the
     :func:`load_rows` of each to find once in this :func:`batch.held` transaction."""
     if not order_ids or not batch.active(session):
         return
-    key = {"order_ids": sorted(set(order_ids))}
+    rows = list(session.scalars(_ORDERS_FOR_UPDATE, {"order_ids": sorted(set(order_ids))}))
+    children = children_of(session, [row.id for row in rows])
+    for row in rows:
+        batch.remember(session, ("order", row.id), (row, children[row.id]))
+
+
+def _owners_by_payment(
+    session: Session, provider: str, payment_ids: list[str]
+) -> dict[str, OrderOwner | None]:
+    params = {"provider": provider, "payment_ids": sorted(set(payment_ids))}
     found = {
-        row.id: (row, OrderRows([], [], [])) for row in session.scalars(_ORDERS_FOR_UPDATE, key)
+        pid: OrderOwner(*owner)
+        for pid, *owner in session.connection().execute(_OWNERS_BY_PAYMENTS, params)
     }
-    payments, refunds, disputes = (session.scalars(stmt, key) for stmt in _CHILDREN_OF)
-    for p in payments:
-        found[p.order_id][1].payments.append(p)
-    for r in refunds:
-        found[r.order_id][1].refunds.append(r)
-    for d in disputes:
-        found[d.order_id][1].disputes.append(d)
-    for order_id, loaded in found.items():
-        batch.remember(session, ("order", order_id), loaded)
+    return {pid: found.get(pid) for pid in params["payment_ids"]}
 
 
 def prefetch_owners(session: Session, provider: str, payment_ids: list[str]) -> None:
@@ -102,22 +117,8 @@ def prefetch_owners(session: Session, provider: str, payment_ids: list[str]) -> 
     :func:`find_by_payment` in this :func:`batch.held` transaction."""
     if not payment_ids or not batch.active(session):
         return
-    params = {"provider": provider, "payment_ids": sorted(set(payment_ids))}
-    found = {
-        pid: OrderOwner(*owner)
-        for pid, *owner in session.connection().execute(_OWNERS_BY_PAYMENTS, params)
-    }
-    for pid in params["payment_ids"]:
-        batch.remember(session, ("owner_by_payment", provider, pid), found.get(pid))
-
-
-def child_rows(session: Session, order_id: str) -> OrderRows:
-    key = {"order_id": order_id}
-    return OrderRows(
-        list(session.scalars(_PAYMENTS, key)),
-        list(session.scalars(_REFUNDS, key)),
-        list(session.scalars(_DISPUTES, key)),
-    )
+    for pid, owner in _owners_by_payment(session, provider, payment_ids).items():
+        batch.remember(session, ("owner_by_payment", provider, pid), owner)
 
 
 def load(session: Session, order_id: str, *, for_update: bool = False) -> tuple[m.Order, Order]:
@@ -152,9 +153,7 @@ def find_by_payment(session: Session, provider: str, provider_payment_id: str) -
     """The order created with this provider payment, and whose it is."""
 
     def read() -> OrderOwner | None:
-        params = {"provider": provider, "payment_id": provider_payment_id}
-        found = session.connection().execute(_OWNER_BY_PAYMENT, params).first()
-        return OrderOwner(*found) if found is not None else None
+        return _owners_by_payment(session, provider, [provider_payment_id])[provider_payment_id]
 
     owner: OrderOwner | None = batch.recall(
         session, ("owner_by_payment", provider, provider_payment_id), read
