@@ -41,10 +41,11 @@ from caisse.domain.events import DomainEvent
 from caisse.domain.states import PaymentPhase
 from caisse.errors import CaisseError
 from caisse.intake.processing import process_claimed
-from caisse.intake.stripe import event_row, parse_event
+from caisse.intake.stripe import event_row
 from caisse.jobs.registry import JobContext, handler
 from caisse.jobs.worker import backoff_seconds
 from caisse.orders.apply import apply_snapshots
+from caisse.providers.stripe import envelope
 from caisse.providers.stripe.catalog import is_subscribed
 from caisse.providers.stripe.mapping import payment_snapshot
 from caisse.providers.stripe.ratelimit import RateLimiter
@@ -337,10 +338,10 @@ def store_listed_events(
             continue  # the account's other events (payouts, customers…) are not caisse's
         body = json.dumps(event, ensure_ascii=False).encode()
         try:
-            parsed = parse_event(body)
+            parsed = envelope.read(body)
         except CaisseError:
             continue
-        if bool(parsed["livemode"]) != (environment == "live"):
+        if parsed.livemode != (environment == "live"):
             continue  # never let a test event into the live world, whatever key listed it
         rows.append(
             event_row(

@@ -43,6 +43,19 @@ def test_valid_event_is_stored_once_as_its_own_job_then_acknowledged(client, rt,
     assert row.locked_by is None
 
 
+@pytest.mark.parametrize("created", [10**20, -5, 1.5])
+def test_event_with_an_impossible_created_time_is_stored_without_one(client, rt, merchant, created):
+    """No year fits such a time: stored with no provider time, not answered 503 for ever."""
+    ev = event()
+    ev["created"] = created
+    r = post_event(client, merchant, ev)
+    assert r.status_code == 200
+    with rt.db.read() as s:
+        row = s.execute(select(m.InboundEvent)).scalar_one()
+    assert row.provider_event_id == ev["id"]
+    assert row.provider_created_at is None
+
+
 def test_duplicate_is_acknowledged_without_second_row_or_effect(client, rt, merchant):
     order = create_order(client, merchant)
     ev = event(

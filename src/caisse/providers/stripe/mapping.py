@@ -24,6 +24,7 @@ from caisse.domain.states import DisputeStatus, PaymentStatus
 from caisse.errors import InvalidRequest
 from caisse.providers.base import AccountSnapshot, Interpretation, OrderLookup
 from caisse.providers.stripe.client import API_VERSION
+from caisse.providers.stripe.envelope import is_time
 
 PROVIDER = "stripe"
 ORDER_METADATA_KEY = "caisse_order_id"
@@ -38,7 +39,7 @@ def interpret(event: dict[str, Any]) -> Interpretation:
     if not isinstance(obj, dict):
         raise InvalidRequest("Event has no data.object")
     created = event.get("created")
-    observed = from_timestamp(int(created)) if isinstance(created, int) else _now_fallback()
+    observed = from_timestamp(created) if is_time(created) else _now_fallback()
     kind = obj.get("object")
 
     if kind == "payment_intent":
@@ -195,7 +196,7 @@ def dispute_snapshot(dp: dict[str, Any], observed: dt.datetime) -> DisputeSnapsh
         currency=str(dp.get("currency") or ""),
         observed_at=observed,
         reason=dp.get("reason"),
-        evidence_due_by=from_timestamp(int(due)) if isinstance(due, int) else None,
+        evidence_due_by=from_timestamp(due) if is_time(due) else None,
         amount_withdrawn=withdrawn,
         amount_reinstated=reinstated,
     )

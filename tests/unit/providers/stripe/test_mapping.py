@@ -452,3 +452,12 @@ def test_a_partial_capture_release_is_no_refund(api_version: str | None, refunde
     obj.pop("refunds", None)
     snap = only(interpret(raw))
     assert (snap.amount, snap.amount_captured, snap.amount_refunded) == (2000, 1200, refunded)
+
+
+@pytest.mark.parametrize("created", [10**20, -1, True, 1.5])
+def test_a_created_time_no_datetime_can_hold_falls_back_to_now(created: Any) -> None:
+    event = build_event("payment_intent.succeeded", livemode=False)
+    event["created"] = created
+    before = dt.datetime.now(dt.UTC)
+    (snapshot,) = interpret(event).snapshots
+    assert snapshot.observed_at >= before - dt.timedelta(seconds=1)
