@@ -22,7 +22,12 @@ from email.message import EmailMessage
 
 from caisse.errors import InvalidRequest
 from caisse.invoices import services
-from caisse.invoices.sink import ISSUE_CREDIT_NOTE, ISSUE_INVOICE, SEND_EMAIL
+from caisse.invoices.sink import (
+    ISSUE_CREDIT_NOTE,
+    ISSUE_INVOICE,
+    SEND_EMAIL,
+    credit_uncaptured,
+)
 from caisse.jobs.registry import JobContext, handler
 from caisse.runtime import Runtime
 from caisse.storage import models as m
@@ -57,6 +62,9 @@ def issue_invoice(ctx: JobContext) -> None:
         opened = services.open_invoice(
             s, ctx.payload["order_id"], now=rt.clock.now(), clock=rt.clock
         )
+        order = s.get(m.Order, ctx.payload["order_id"])
+        if opened is not None and order is not None:
+            credit_uncaptured(s, order, rt.clock.now())
     _issue(ctx, opened)
 
 

@@ -270,7 +270,9 @@ def open_credit_note(
     now: dt.datetime,
     clock: Clock | None = None,
 ) -> m.Invoice | None:
-    """A credit note bringing the order's credited total up to what was refunded for good.
+    """A credit note bringing the order's credited total up to what the buyer was not charged
+    for good: the part of the total a partial capture left (:func:`uncaptured`), then what was
+    refunded.
 
     Only **settled** refunds are credited: the order's ``amount_refunded`` counts pending
     refunds too (as Stripe does), and a pending refund may still fail, so the in-flight part
@@ -284,7 +286,8 @@ def open_credit_note(
     if order is None or order.paid_at is None:
         return None
     pending, _ = unsettled_refunds(session, order.id)
-    settled = max(order.amount_refunded - pending, 0)
+    left = uncaptured(order)
+    settled = left + max(order.amount_refunded - pending, 0)
     invoice = session.scalars(
         select(m.Invoice)
         .where(m.Invoice.order_id == order.id, m.Invoice.kind == "invoice")
@@ -311,12 +314,18 @@ def open_credit_note(
     if credited == 0 and amount == invoice.amount_gross:
         lines = list(invoice.snapshot["lines"])  # a full refund credits the invoice's lines
     else:
-        lines = partial_lines(invoice, amount)
+        # The part a partial capture left is credited first, under its own label.
+        not_captured = min(amount, max(left - int(credited), 0))
+        lines = partial_lines(invoice, not_captured, _NOT_CAPTURED) + partial_lines(
+            invoice, amount - not_captured
+        )
     refunded_at = session.execute(
         select(func.max(m.Refund.observed_at)).where(
             m.Refund.order_id == order.id, m.Refund.status == "succeeded"
         )
     ).scalar_one()
+    if refunded_at is None and left:
+        refunded_at = order.paid_at  # the capture is when the rest was let go
     country = snapshot.seller_snapshot(tenant)["country"]
     return _insert(
         session,
@@ -347,20 +356,40 @@ def refund_recheck_at(oldest: dt.datetime | None, now: dt.datetime) -> dt.dateti
     return now + min(max(age / 2, REFUND_RECHECK_MIN), REFUND_RECHECK_MAX)
 
 
+def uncaptured(order: m.Order) -> int:
+    """What a partial capture left of a paid order's total: never charged, so credited.
+
+    A paid order whose payments brought in less than its total was captured in part (a hotel
+    charging less than it held, say): the invoice states the order as sold, and a credit note
+    the rest, so that the documents add up to what the buyer paid.
+    """
+    if order.paid_at is None or order.amount_paid <= 0:
+        return 0
+    return max(order.amount_total - order.amount_paid, 0)
+
+
 _PARTIAL = {"fr": "Remboursement partiel – commande {ref}", "en": "Partial refund – order {ref}"}
+_NOT_CAPTURED = {
+    "fr": "Montant non prélevé (capture partielle) – commande {ref}",
+    "en": "Amount not charged (partial capture) – order {ref}",
+}
 
 
-def partial_lines(invoice: m.Invoice, amount: int) -> list[dict[str, Any]]:
-    """A partial refund as one line per VAT rate of the invoice, sharing ``amount`` in
+def partial_lines(
+    invoice: m.Invoice, amount: int, labels: dict[str, str] = _PARTIAL
+) -> list[dict[str, Any]]:
+    """A partial credit as one line per VAT rate of the invoice, sharing ``amount`` in
     proportion to each rate's gross (largest remainders), so the VAT credited follows the VAT
     invoiced."""
+    if amount <= 0:
+        return []
     groups = [(v["rate"], int(v["gross"])) for v in invoice.snapshot.get("vat", [])]
     total = sum(gross for _, gross in groups) or 1
     shares = [amount * gross // total for _, gross in groups]
     remainders = sorted(range(len(groups)), key=lambda i: (-(amount * groups[i][1] % total), i))
     for i in remainders[: amount - sum(shares)]:
         shares[i] += 1
-    label = _PARTIAL.get(invoice.language, _PARTIAL["en"]).format(
+    label = labels.get(invoice.language, labels["en"]).format(
         ref=invoice.snapshot.get("order_reference", invoice.order_id)
     )
     return [

@@ -291,3 +291,77 @@ def test_patch_tenant_validates_seller_details(client, rt, merchant):
     text = text_of(client.get(summary["pdf_url"], headers=auth).content)
     assert "INVOICE" in text
     assert "VAT breakdown" in text
+
+
+def test_a_partial_capture_is_invoiced_and_its_rest_credited(client, rt, merchant):
+    """Held for 244 €, captured 150 €: the invoice states the order as sold, a credit note the
+    94 € never charged (shared between the VAT rates, under its own label), and a later refund
+    its own credit note, so the documents add up to what the buyer paid."""
+    r = client.post(
+        "/v1/orders",
+        json={
+            "reference": "RES-2043",
+            "customer": {"email": "jeanne@example.org", "name": "Jeanne Dupont"},
+            "currency": "eur",
+            "lines": [
+                {"description": "Nuitée", "quantity": 2, "unit_amount": 11000, "tax_rate": "10"},
+                {"description": "Repas", "quantity": 2, "unit_amount": 1200, "tax_rate": "5.5"},
+            ],
+        },
+        headers={**merchant.auth("test"), "Idempotency-Key": "k-partial-capture"},
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["amount_total"] == 24400
+
+    def about(event_type: str, created: int, **overrides: Any) -> dict[str, Any]:
+        return simulate.build_event(
+            event_type,
+            livemode=False,
+            payment_intent_id=order["payment"]["payment_intent"],
+            amount=order["amount_total"],
+            metadata=order_meta(merchant, order),
+            created=created,
+            overrides=overrides,
+        )
+
+    t0 = int(dt.datetime.now(dt.UTC).timestamp()) - 600
+    held = about("payment_intent.amount_capturable_updated", t0, amount_capturable=24400)
+    captured = about(
+        "payment_intent.succeeded", t0 + 60, amount_received=15000, amount_capturable=0
+    )
+    for event in (held, captured):
+        assert post_event(client, merchant, event).status_code == 200
+        drain(rt)
+    drain(rt)
+    view = client.get(f"/v1/orders/{order['id']}", headers=merchant.auth()).json()
+    assert (view["status"], view["amount_paid"]) == ("paid", 15000)
+    assert view["invoice"]["amount_gross"] == 24400
+    (note,) = view["credit_notes"]
+    assert note["amount_gross"] == 9400
+    credit = client.get(f"/v1/invoices/{note['id']}", headers=merchant.auth()).json()
+    assert credit["related_invoice"] == view["invoice"]["id"]
+    assert {v["rate"] for v in credit["vat"]} == {"10", "5.5"}
+    assert sum(int(v["gross"]) for v in credit["vat"]) == 9400
+    text = text_of(client.get(credit["pdf_url"], headers=merchant.auth()).content)
+    assert "AVOIR" in text
+    assert "Montant non prélevé (capture partielle)" in text
+    assert "94,00 €" in text
+
+    # Replays issue nothing more; a refund of 50 € is credited on its own.
+    for event in (held, captured):
+        assert post_event(client, merchant, event).status_code == 200
+    drain(rt)
+    refund = about("refund.updated", t0 + 120)
+    refund["data"]["object"]["amount"] = 5000
+    assert post_event(client, merchant, refund).status_code == 200
+    drain(rt)
+    view = client.get(f"/v1/orders/{order['id']}", headers=merchant.auth()).json()
+    assert view["amount_refunded"] == 5000
+    assert [n["amount_gross"] for n in view["credit_notes"]] == [9400, 5000]
+    credited = sum(n["amount_gross"] for n in view["credit_notes"])
+    assert view["invoice"]["amount_gross"] - credited == view["amount_paid"] - 5000
+    last = client.get(f"/v1/invoices/{view['credit_notes'][1]['id']}", headers=merchant.auth())
+    pdf = client.get(last.json()["pdf_url"], headers=merchant.auth()).content
+    assert "Remboursement partiel" in text_of(pdf)
+    assert "non prélevé" not in text_of(pdf)
