@@ -87,11 +87,19 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+        # SQLite's own lower() folds ASCII letters only, so "Élodie" ILIKE "%élodie%" (which
+        # SQLAlchemy writes as lower() LIKE lower() here) was false; Python's folds every
+        # letter, as PostgreSQL does. No index is built on lower(): nothing stored depends on it.
+        dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 _SQLITE_LOCKS: dict[str, threading.RLock] = {}
