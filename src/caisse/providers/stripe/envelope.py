@@ -89,13 +89,10 @@ def _read_parsed(event: Any) -> Envelope:
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidRequest("The event has no data.object")
     created, account = event.get("created"), event.get("account")
-    return Envelope(
-        eid,
-        etype,
-        livemode,
-        created if is_time(created) else None,
-        account if isinstance(account, str) else None,
-    )
+    if account is not None and not isinstance(account, str):
+        # The account an event names binds it to a tenant: never read a malformed one as none.
+        raise InvalidRequest("The body is not a Stripe event")
+    return Envelope(eid, etype, livemode, created if is_time(created) else None, account)
 
 
 def is_time(value: object) -> TypeGuard[int]:
