@@ -14,7 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 from tests.conftest import make_settings
-from tests.support.api import Merchant, create_order, new_merchant, order_meta, wait_for
+from tests.support.api import (
+    Merchant,
+    create_order,
+    new_merchant,
+    order_event,
+    wait_for,
+)
 from tests.support.servers import LiveCaisse, live_caisse
 
 from caisse.errors import Conflict
@@ -51,16 +57,6 @@ def count(rt: Runtime, model: Any, *where: Any) -> int:
         for clause in where:
             stmt = stmt.where(clause)
         return int(s.execute(stmt).scalar_one())
-
-
-def event_for(merchant: Merchant, order: dict[str, Any], type_: str) -> dict[str, Any]:
-    return simulate.build_event(
-        type_,
-        livemode=False,
-        payment_intent_id=order["payment"]["payment_intent"],
-        amount=order["amount_total"],
-        metadata=order_meta(merchant, order),
-    )
 
 
 def deliver_in_parallel(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> list[int]:
@@ -134,7 +130,7 @@ class TwoWorkers:
 
 def test_twenty_parallel_copies_have_one_effect_with_two_workers(live, pg_rt, shop) -> None:  # type: ignore[no-untyped-def]
     merchant, order = shop
-    ev = event_for(merchant, order, "payment_intent.succeeded")
+    ev = order_event(merchant, order, "payment_intent.succeeded")
     delivery = simulate.signed_delivery(ev, [merchant.whsec["test"]])
     url = f"{live.url}/callbacks/v1.0/stripe/{merchant.tenant_id}"
 
@@ -168,8 +164,8 @@ def test_two_events_for_one_order_processed_at_once_end_correct(live, pg_rt, sho
     merchant, order = shop
     url = f"{live.url}/callbacks/v1.0/stripe/{merchant.tenant_id}"
     events = [
-        event_for(merchant, order, "charge.succeeded"),
-        event_for(merchant, order, "payment_intent.succeeded"),
+        order_event(merchant, order, "charge.succeeded"),
+        order_event(merchant, order, "payment_intent.succeeded"),
     ]
     deliveries = [simulate.signed_delivery(e, [merchant.whsec["test"]]) for e in events]
     assert deliver_in_parallel(url, deliveries) == [200, 200]

@@ -12,7 +12,15 @@ from typing import Any
 
 from sqlalchemy import select
 from tests.functional.test_stripe_operations import get, paid_order
-from tests.support.api import Merchant, create_order, drain, new_merchant, order_meta, post_event
+from tests.support.api import (
+    Merchant,
+    create_order,
+    drain,
+    new_merchant,
+    order_event,
+    order_meta,
+    post_event,
+)
 
 from caisse.providers.stripe import simulate
 from caisse.reconcile import reconcile
@@ -30,17 +38,6 @@ def deliver(client: Any, rt: Runtime, merchant: Merchant, *events: dict[str, Any
     drain(rt)
 
 
-def about(order: dict[str, Any], merchant: Merchant, event_type: str, **kw: Any) -> dict[str, Any]:
-    return simulate.build_event(
-        event_type,
-        livemode=False,
-        payment_intent_id=order["payment"]["payment_intent"],
-        amount=order["amount_total"],
-        metadata=order_meta(merchant, order),
-        **kw,
-    )
-
-
 def messages(rt: Runtime, order_id: str, type_: str) -> list[dict[str, Any]]:
     with rt.db.read() as s:
         rows = s.scalars(
@@ -54,9 +51,9 @@ def messages(rt: Runtime, order_id: str, type_: str) -> list[dict[str, Any]]:
 def test_a_partial_capture_is_paid_final_and_left_alone_by_reconcile(client, rt) -> None:  # type: ignore[no-untyped-def]
     merchant = new_merchant(client, rt)
     order = create_order(client, merchant, amount=3000)
-    authorised = about(
-        order,
+    authorised = order_event(
         merchant,
+        order,
         "payment_intent.amount_capturable_updated",
         created=T0,
         overrides={"amount_capturable": 3000},
@@ -67,9 +64,9 @@ def test_a_partial_capture_is_paid_final_and_left_alone_by_reconcile(client, rt)
     assert view["payments"][0]["status"] == "requires_capture"
     assert view["payments"][0]["amount_capturable"] == 3000
 
-    captured = about(
-        order,
+    captured = order_event(
         merchant,
+        order,
         "payment_intent.succeeded",
         created=T0 + 60,
         overrides={"amount_received": 2000, "amount_capturable": 0},
@@ -86,11 +83,11 @@ def test_a_partial_capture_is_paid_final_and_left_alone_by_reconcile(client, rt)
 def test_partial_funding_then_the_rest(client, rt) -> None:  # type: ignore[no-untyped-def]
     merchant = new_merchant(client, rt)
     order = create_order(client, merchant, amount=5000)
-    part = about(order, merchant, "payment_intent.partially_funded", created=T0)
+    part = order_event(merchant, order, "payment_intent.partially_funded", created=T0)
     deliver(client, rt, merchant, part)
     assert get(client, merchant, order["id"])["status"] == "partially_paid"
     assert messages(rt, order["id"], "order.paid") == []
-    rest = about(order, merchant, "payment_intent.succeeded", created=T0 + 3600)
+    rest = order_event(merchant, order, "payment_intent.succeeded", created=T0 + 3600)
     deliver(client, rt, merchant, rest)
     view = get(client, merchant, order["id"])
     assert (view["status"], view["amount_paid"]) == ("paid", 5000)
@@ -99,7 +96,7 @@ def test_partial_funding_then_the_rest(client, rt) -> None:  # type: ignore[no-u
 def test_a_charge_without_its_refunds_list_refunds_by_amount_refunded(client, rt) -> None:  # type: ignore[no-untyped-def]
     merchant = new_merchant(client, rt)
     order = create_order(client, merchant, amount=2000)
-    paid = about(order, merchant, "payment_intent.succeeded", created=T0)
+    paid = order_event(merchant, order, "payment_intent.succeeded", created=T0)
     raw = json.loads(
         (FIXTURES / "variants" / "charge.refunded.without_refunds_list.json").read_text("utf-8")
     )
@@ -116,11 +113,11 @@ def test_a_charge_without_its_refunds_list_refunds_by_amount_refunded(client, rt
 def test_a_failed_refund_is_told_to_partners_as_a_reversal(client, rt) -> None:  # type: ignore[no-untyped-def]
     merchant = new_merchant(client, rt)
     order = create_order(client, merchant, amount=2000)
-    paid = about(order, merchant, "payment_intent.succeeded", created=T0)
-    pending = about(
-        order, merchant, "refund.created", created=T0 + 60, overrides={"status": "pending"}
+    paid = order_event(merchant, order, "payment_intent.succeeded", created=T0)
+    pending = order_event(
+        merchant, order, "refund.created", created=T0 + 60, overrides={"status": "pending"}
     )
-    failed = about(order, merchant, "refund.failed", created=T0 + 120)
+    failed = order_event(merchant, order, "refund.failed", created=T0 + 120)
     failed["data"]["object"]["id"] = pending["data"]["object"]["id"]
     failed["data"]["object"]["amount"] = pending["data"]["object"]["amount"]
     deliver(client, rt, merchant, paid, pending)

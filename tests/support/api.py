@@ -101,15 +101,24 @@ def flow(
     return str(order["id"]), events
 
 
-def succeeded_event(merchant: Merchant, order: dict[str, Any]) -> dict[str, Any]:
-    """The ``payment_intent.succeeded`` event that pays ``order`` in full (test mode)."""
+def order_event(
+    merchant: Merchant, order: dict[str, Any], event_type: str, **kw: Any
+) -> dict[str, Any]:
+    """A test-mode ``event_type`` about ``order``'s own PaymentIntent, for its whole amount
+    (``kw`` goes to ``simulate.build_event``: ``created``, ``overrides``…)."""
     return simulate.build_event(
-        "payment_intent.succeeded",
+        event_type,
         livemode=False,
         payment_intent_id=order["payment"]["payment_intent"],
         amount=order["amount_total"],
         metadata=order_meta(merchant, order),
+        **kw,
     )
+
+
+def succeeded_event(merchant: Merchant, order: dict[str, Any]) -> dict[str, Any]:
+    """The ``payment_intent.succeeded`` event that pays ``order`` in full (test mode)."""
+    return order_event(merchant, order, "payment_intent.succeeded")
 
 
 def post_event(

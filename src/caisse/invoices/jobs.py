@@ -22,14 +22,10 @@ from email.message import EmailMessage
 
 from caisse.errors import InvalidRequest
 from caisse.invoices import services
-from caisse.invoices.sink import (
-    ISSUE_CREDIT_NOTE,
-    ISSUE_INVOICE,
-    SEND_EMAIL,
-    credit_uncaptured,
-)
+from caisse.invoices.sink import ISSUE_CREDIT_NOTE, ISSUE_INVOICE, SEND_EMAIL
 from caisse.jobs.registry import JobContext, handler
 from caisse.runtime import Runtime
+from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
 
 log = logging.getLogger("caisse.invoices")
@@ -62,9 +58,18 @@ def issue_invoice(ctx: JobContext) -> None:
         opened = services.open_invoice(
             s, ctx.payload["order_id"], now=rt.clock.now(), clock=rt.clock
         )
-        order = s.get(m.Order, ctx.payload["order_id"])
-        if opened is not None and order is not None:
-            credit_uncaptured(s, order, rt.clock.now())
+        order = s.get(m.Order, ctx.payload["order_id"])  # loaded by open_invoice already
+        if opened is not None and order is not None and services.uncaptured(order) > 0:
+            # The rest a partial capture left, credited once this invoice exists: enqueued in
+            # the transaction that numbers it, so the credit note never runs before it.
+            jobstore.enqueue(
+                s,
+                ISSUE_CREDIT_NOTE,
+                f"{order.id}:uncaptured",
+                {"order_id": order.id, "amount_refunded": 0},
+                now=rt.clock.now(),
+                tenant_id=order.tenant_id,
+            )
     _issue(ctx, opened)
 
 

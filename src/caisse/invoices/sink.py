@@ -2,9 +2,8 @@
 
 ``order.paid`` → ``issue_invoice`` (key: the order id) and ``order.refunded`` →
 ``issue_credit_note`` (key: order id and the cumulative refunded amount), so a replayed or
-duplicated message never issues a second document. The invoice of a partly captured order
-enqueues the credit note of the rest itself (:func:`credit_uncaptured`), once it is
-numbered. Registered on ``messages.SINKS`` at import.
+duplicated message never issues a second document (the invoice job enqueues the credit note
+of what a partial capture left). Registered on ``messages.SINKS`` at import.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from caisse.invoices.services import uncaptured
 from caisse.orders import messages
 from caisse.storage import jobs as jobstore
 from caisse.storage import models as m
@@ -53,17 +51,3 @@ def invoice_sink(session: Session, message: m.Message, now: dt.datetime) -> None
 
 if invoice_sink not in messages.SINKS:
     messages.SINKS.append(invoice_sink)
-
-
-def credit_uncaptured(session: Session, order: m.Order, now: dt.datetime) -> None:
-    """Enqueue the credit note of what a partial capture left uncharged, in the transaction
-    that numbers the order's invoice: it can only run once the invoice exists."""
-    if uncaptured(order) > 0:
-        jobstore.enqueue(
-            session,
-            ISSUE_CREDIT_NOTE,
-            f"{order.id}:uncaptured",
-            {"order_id": order.id, "amount_refunded": 0},
-            now=now,
-            tenant_id=order.tenant_id,
-        )

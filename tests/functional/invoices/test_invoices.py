@@ -17,7 +17,7 @@ import facturx
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
-from tests.support.api import Merchant, drain, new_merchant, order_meta, post_event
+from tests.support.api import Merchant, drain, new_merchant, order_event, order_meta, post_event
 
 from caisse.config import Settings
 from caisse.invoices.facturx import validate
@@ -315,15 +315,7 @@ def test_a_partial_capture_is_invoiced_and_its_rest_credited(client, rt, merchan
     assert order["amount_total"] == 24400
 
     def about(event_type: str, created: int, **overrides: Any) -> dict[str, Any]:
-        return simulate.build_event(
-            event_type,
-            livemode=False,
-            payment_intent_id=order["payment"]["payment_intent"],
-            amount=order["amount_total"],
-            metadata=order_meta(merchant, order),
-            created=created,
-            overrides=overrides,
-        )
+        return order_event(merchant, order, event_type, created=created, overrides=overrides)
 
     t0 = int(dt.datetime.now(dt.UTC).timestamp()) - 600
     held = about("payment_intent.amount_capturable_updated", t0, amount_capturable=24400)
